@@ -1,0 +1,9 @@
+//! Hearth: Llama-family GGUF models on the GPU through WebGPU, in the browser and natively.
+//!
+//! Layers, bottom up: [`gguf`] reads the file format, [`quant`] knows the tensor block formats,
+//! [`model`] turns metadata and tensors into a Llama model (config, weights, the CPU reference
+//! forward pass), [`tokenizer`] and [`chat`] turn text into tokens, [`sampling`] picks the next
+//! token.
+
+pub mod gguf;
+pub mod quant;
