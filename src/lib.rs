@@ -2,8 +2,13 @@
 //!
 //! Layers, bottom up: [`gguf`] reads the file format, [`quant`] knows the tensor block formats,
 //! [`model`] turns metadata and tensors into a Llama model (config, weights, the CPU reference
-//! forward pass), [`tokenizer`] and [`chat`] turn text into tokens, [`sampling`] picks the next
-//! token.
+//! forward pass, the streaming loader), [`tokenizer`] and [`chat`] turn text into tokens,
+//! [`sampling`] picks the next token, [`gpu`] runs the model through wgpu (native or WebGPU).
 
+pub mod chat;
 pub mod gguf;
+pub mod gpu;
+pub mod model;
 pub mod quant;
+pub mod sampling;
+pub mod tokenizer;

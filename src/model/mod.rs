@@ -1,0 +1,4 @@
+//! The Llama model: hyper-parameters, weights, the streaming loader and the CPU reference.
+
+pub mod config;
+pub mod loader;
