@@ -7,6 +7,8 @@ use crate::quant::GgmlType;
 pub enum ModelError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Load(#[from] super::loader::LoadError),
     #[error("model architecture is {0:?}; Hearth runs Llama-family models (general.architecture = \"llama\")")]
     UnsupportedArchitecture(String),
     #[error("GGUF metadata key {0:?} is missing; the file is not a complete Llama model")]
