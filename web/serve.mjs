@@ -3,12 +3,13 @@
 // Dependency-free on purpose (the page needs nothing but static files), bound to 127.0.0.1 because
 // WebGPU and service workers need a secure context and localhost is one without certificates.
 //
-//   node web/serve.mjs [--port 8080] [--host 127.0.0.1] [--www DIR] [--models DIR] [--test-hooks]
+//   node web/serve.mjs [--port 8080] [--host 127.0.0.1] [--www DIR] [--models DIR] [--pkg DIR] [--test-hooks]
 //
 // --port 0 picks a free port. The first stdout line is "Hearth: http://HOST:PORT/" (tests parse it).
 // --test-hooks enables `?dropAfter=N` on /models/ URLs: the connection is cut once that URL has
 // served N bytes in total (over every request), once per URL, so browser tests can interrupt an
 // import for real; every /models/ request is also logged as a JSON line ("model-request").
+// --pkg DIR serves /pkg/ from DIR instead of www/pkg (the UI test points it at web/fake-pkg).
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -86,6 +87,7 @@ export function resolveUnder(root, urlPath) {
 export function createServer(opts = {}) {
   const wwwDir = path.resolve(opts.wwwDir ?? path.join(repo, 'www'));
   const modelsDir = path.resolve(opts.modelsDir ?? path.join(repo, 'models'));
+  const pkgDir = opts.pkgDir ? path.resolve(opts.pkgDir) : null;
   const testHooks = Boolean(opts.testHooks);
   const log = opts.log ?? ((obj) => process.stdout.write(JSON.stringify(obj) + '\n'));
   // dropAfter bookkeeping: bytes served so far per URL, and URLs that already dropped once.
@@ -103,6 +105,9 @@ export function createServer(opts = {}) {
     if (rawPath === '/models' || rawPath.startsWith('/models/')) {
       root = modelsDir;
       rel = rawPath.slice('/models'.length) || '/';
+    } else if (pkgDir && (rawPath === '/pkg' || rawPath.startsWith('/pkg/'))) {
+      root = pkgDir;
+      rel = rawPath.slice('/pkg'.length) || '/';
     } else {
       root = wwwDir;
       rel = rawPath;
@@ -261,9 +266,10 @@ function parseArgs(argv) {
     else if (a === '--host') opts.host = value();
     else if (a === '--www') opts.wwwDir = value();
     else if (a === '--models') opts.modelsDir = value();
+    else if (a === '--pkg') opts.pkgDir = value();
     else if (a === '--test-hooks') opts.testHooks = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: node web/serve.mjs [--port N (0 = free)] [--host H] [--www DIR] [--models DIR] [--test-hooks]\n');
+      process.stdout.write('usage: node web/serve.mjs [--port N (0 = free)] [--host H] [--www DIR] [--models DIR] [--pkg DIR] [--test-hooks]\n');
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
   }

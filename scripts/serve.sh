@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run Hearth in your browser: installs what it needs (scripts/setup.sh), builds the web app
+# (scripts/build-web.sh) and serves it at http://127.0.0.1:8080/ (PORT=… to change). Open the
+# URL in a browser with WebGPU (Chrome/Edge 113+, Safari 26+, Firefox 141+ on Windows) and
+# press Download next to the demo model. Ctrl-C stops the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+
+if ! command -v node >/dev/null; then
+  echo "serve: installing nodejs"
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs >/dev/null
+fi
+
+./scripts/build-web.sh
+port="${PORT:-8080}"
+echo "serve: open http://127.0.0.1:$port/ (the demo model is served at /models/)"
+exec node web/serve.mjs --port "$port"

@@ -1,0 +1,143 @@
+// The page in a real browser with a fake engine (web/fake-pkg): `node --test web/ui.test.mjs`.
+// It needs no wasm build, so it checks now what does not depend on the Rust side: the page, the
+// worker protocol, the resumable import over a really interrupted HTTP download, settings kept
+// across visits, multi-turn history, stop, text-only rendering and the offline service worker.
+// e2e.test.mjs runs the same journey with the real engine.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { WEB, REPO, startServer, launch, waitEvent, eventCount, ask, setSettings, importInterrupted, ensureArtifacts } from './helpers.mjs';
+
+const MODEL = 'SmolLM2-135M-Instruct.Q4_1.gguf';
+const modelPath = path.join(REPO, 'models', MODEL);
+const haveModel = fs.existsSync(modelPath);
+const skip = haveModel ? false : `models/${MODEL} is missing (run scripts/fetch-model.sh)`;
+
+let server, browser;
+
+before(async () => {
+  server = await startServer({ testHooks: true, pkgDir: path.join(WEB, 'fake-pkg') });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('without WebGPU the page says which browsers work', async () => {
+  const b = await launch({ webgpu: false });
+  try {
+    await b.page.goto(server.url);
+    await b.page.locator('#nogpu').waitFor({ state: 'visible', timeout: 30_000 });
+    const text = await b.page.locator('#nogpu').innerText();
+    for (const s of ['Chrome or Edge 113+', 'Chrome 121+ on Android', 'Safari 26+', 'Firefox 141+ on Windows', 'enable-unsafe-webgpu']) {
+      assert.ok(text.includes(s), `missing "${s}"`);
+    }
+    assert.match(text, /no GPU adapter|does not expose WebGPU/);
+    await b.page.screenshot({ path: path.join(ensureArtifacts(), 'ui-no-webgpu.png'), fullPage: true });
+  } finally {
+    await b.close();
+  }
+});
+
+test('the whole journey with the fake engine', { skip }, async (t) => {
+  browser = await launch();
+  const { page } = browser;
+  const size = fs.statSync(modelPath).size;
+
+  await t.test('the page starts and finds a WebGPU adapter', async () => {
+    await page.goto(server.url);
+    const e = await waitEvent(page, 'engine-ready', { failOn: ['engine-error'] });
+    assert.ok(e.detail.engine, 'no engine: WebGPU missing in the test browser?');
+    assert.equal(await page.locator('#nogpu').isHidden(), true);
+    assert.match(await page.locator('#status').innerText(), /GPU: fake engine/);
+    assert.equal(await page.getByLabel('Message').isDisabled(), true, 'chat must wait for a model');
+  });
+
+  await t.test('an interrupted import resumes from where it stopped', async () => {
+    const dropAfter = Math.floor(size * 0.45);
+    const r = await importInterrupted(page, server, MODEL, dropAfter);
+    assert.equal(r.outcome, 'import-error', 'the fake importer reports a dropped download');
+    assert.ok(r.storedAtStop > 0 && r.storedAtStop <= dropAfter, `kept ${r.storedAtStop} bytes`);
+    assert.ok(r.resumedProgress.length > 0);
+    assert.ok(r.resumedProgress[0] >= r.storedAtStop, `resumed at ${r.resumedProgress[0]}, not from 0`);
+    const resumed = server.logs.filter((l) => l.event === 'model-request' && l.range);
+    assert.ok(resumed.some((l) => l.range === `bytes=${r.storedAtStop}-` && l.status === 206), JSON.stringify(resumed));
+    const item = page.locator(`#models li[data-id="${MODEL}"]`);
+    assert.equal(await item.getAttribute('data-complete'), 'true');
+    assert.equal(Number(await item.getAttribute('data-stored-bytes')), size);
+  });
+
+  await t.test('it loads after importing and the chat answers', async () => {
+    await waitEvent(page, 'loaded', { timeout: 120_000, failOn: ['load-error'] });
+    await setSettings(page, { temperature: 0, system: '' });
+    const { text, detail } = await ask(page, 'What is the capital of France?');
+    assert.equal(text, 'The capital of France is Paris.');
+    assert.equal(detail.result.finishReason, 'stop');
+    assert.match(await page.locator('#perf').innerText(), /decode [\d.]+ tok\/s/);
+  });
+
+  await t.test('multi-turn: the history goes back to the engine', async () => {
+    const { text } = await ask(page, 'And Germany?');
+    assert.match(text, /^You said: And Germany\? \(turn 2, temperature 0\)$/);
+  });
+
+  await t.test('model output is text, never HTML', async () => {
+    const { text } = await ask(page, '<img src=x onerror="window.__pwned=1"><b>bold</b>');
+    assert.ok(text.includes('<img src=x'));
+    assert.equal(await page.locator('#transcript img, #transcript b').count(), 0);
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  });
+
+  await t.test('stop ends generation early and keeps the partial reply', async () => {
+    const since = await eventCount(page);
+    await page.getByLabel('Message').fill('Say something long');
+    await page.getByLabel('Message').press('Enter');
+    await page.waitForFunction(() => (document.querySelector('.msg.assistant.streaming')?.textContent.length ?? 0) > 20);
+    await page.getByRole('button', { name: 'Stop' }).click();
+    const e = await waitEvent(page, 'reply', { since });
+    assert.equal(e.detail.result.finishReason, 'aborted');
+    assert.match(await page.locator('.msg.assistant').last().innerText(), /\(stopped\)/);
+    assert.equal(await page.getByRole('button', { name: 'Send' }).isVisible(), true);
+  });
+
+  await t.test('new chat starts a fresh history', async () => {
+    await page.getByRole('button', { name: 'New chat' }).click();
+    assert.equal(await page.locator('.msg').count(), 0);
+    const { text } = await ask(page, 'Hello');
+    assert.match(text, /\(turn 1,/);
+  });
+
+  await t.test('screenshots, wide and narrow', async () => {
+    const dir = ensureArtifacts();
+    await page.screenshot({ path: path.join(dir, 'ui-desktop.png'), fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: path.join(dir, 'ui-narrow.png'), fullPage: true });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `page is ${overflow}px wider than a phone screen`);
+    await page.setViewportSize({ width: 1280, height: 860 });
+  });
+
+  await t.test('settings survive a reload, and the last model loads again', async () => {
+    await setSettings(page, { topK: 7, maxTokens: 99 });
+    await page.reload();
+    await waitEvent(page, 'loaded', { timeout: 120_000, failOn: ['load-error', 'engine-error'] });
+    assert.equal(await page.locator('#settings [name="temperature"]').inputValue(), '0');
+    assert.equal(await page.locator('#settings [name="topK"]').inputValue(), '7');
+    assert.equal(await page.locator('#settings [name="maxTokens"]').inputValue(), '99');
+  });
+
+  await t.test('offline: with the server gone the page still opens and answers', async () => {
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    await server.stop();
+    await page.reload();
+    await waitEvent(page, 'loaded', { timeout: 120_000, failOn: ['load-error', 'engine-error'] });
+    const { text } = await ask(page, 'What is the capital of France?');
+    assert.equal(text, 'The capital of France is Paris.');
+    await page.screenshot({ path: path.join(ensureArtifacts(), 'ui-offline.png'), fullPage: true });
+  });
+
+  assert.deepEqual(browser.problems.filter((p) => !/Failed to load resource/.test(p)), []);
+});

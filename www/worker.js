@@ -1,0 +1,147 @@
+// The engine's home: this module worker owns the wasm module, the model store (IndexedDB) and the
+// WebGPU engine, so the page's main thread never blocks while a model downloads, loads or talks.
+//
+// Protocol (app.js is the only client):
+//   page → worker  {id, op, args}
+//   worker → page  {id, type: 'event', data}     zero or more while the op runs (progress, tokens)
+//                  {id, type: 'done', value}      or
+//                  {id, type: 'error', error: {name, message}}
+// Ops run concurrently on purpose: `abort` and `abortImport` must reach the engine while a `chat`
+// or an import is still awaiting.
+
+let hearth; // the wasm-bindgen module namespace (./pkg/hearth.js)
+let store; // ModelStore
+let engine; // WebEngine, or null when WebGPU is unavailable
+let engineError = null; // why `engine` is null, for the page to show
+let loadedId = null;
+
+const ops = {
+  /** Loads the wasm, opens the store and tries to create the engine. Safe to call once. */
+  async init() {
+    try {
+      hearth = await import('./pkg/hearth.js');
+    } catch (err) {
+      throw new Error(`The engine (pkg/hearth.js) could not be loaded: ${err.message}. ` +
+        'If you are running from a checkout, build it with scripts/build-web.sh.');
+    }
+    await hearth.default(); // fetches and instantiates pkg/hearth_bg.wasm
+    store = await hearth.ModelStore.open();
+    try {
+      engine = await hearth.WebEngine.create();
+    } catch (err) {
+      engine = null;
+      engineError = errorMessage(err);
+    }
+    return { engine: engine ? plain(engine.adapterInfo()) : null, engineError };
+  },
+
+  async list() {
+    return plain(await store.list());
+  },
+
+  async importUrl({ url, id }, emit) {
+    await store.importUrl(url, id, (p) => emit(plain(p)));
+    return null;
+  },
+
+  async importFile({ file, id }, emit) {
+    await store.importFile(file, id, (p) => emit(plain(p)));
+    return null;
+  },
+
+  abortImport({ id }) {
+    store.abortImport(id);
+    return null;
+  },
+
+  async delete({ id }) {
+    if (engine && loadedId === id) {
+      engine.unload();
+      loadedId = null;
+    }
+    await store.delete(id);
+    return null;
+  },
+
+  async load({ id }, emit) {
+    needEngine();
+    if (loadedId !== null) {
+      // Free the previous model's GPU buffers before allocating the next one's.
+      engine.unload();
+      loadedId = null;
+    }
+    await engine.load(id, (p) => emit(plain(p)));
+    loadedId = id;
+    return plain(engine.stats());
+  },
+
+  unload() {
+    if (engine) engine.unload();
+    loadedId = null;
+    return null;
+  },
+
+  async chat({ messages, options }, emit) {
+    needEngine();
+    const result = await engine.chat(messages, options, (piece) => emit(piece));
+    return { result: plain(result), stats: plain(engine.stats()) };
+  },
+
+  abort() {
+    if (engine) engine.abort();
+    return null;
+  },
+
+  stats() {
+    return engine ? plain(engine.stats()) : null;
+  },
+};
+
+function needEngine() {
+  if (!engine) throw new Error(engineError ?? 'WebGPU is not available in this browser.');
+}
+
+self.onmessage = async (e) => {
+  const { id, op, args } = e.data;
+  const emit = (data) => self.postMessage({ id, type: 'event', data });
+  try {
+    if (!(op in ops)) throw new Error(`unknown operation ${op}`);
+    if (op !== 'init' && !store) throw new Error('The engine is not ready yet.');
+    const value = await ops[op](args ?? {}, emit);
+    self.postMessage({ id, type: 'done', value });
+  } catch (err) {
+    self.postMessage({ id, type: 'error', error: { name: err?.name ?? 'Error', message: errorMessage(err) } });
+  }
+};
+
+function errorMessage(err) {
+  if (err instanceof Error) return err.message;
+  if (typeof err === 'string') return err;
+  try {
+    return JSON.stringify(err);
+  } catch {
+    return String(err);
+  }
+}
+
+/**
+ * Copies a value from wasm into plain data that postMessage can clone predictably: serde-generated
+ * values may be Maps (Rust maps) or BigInts (u64), and wasm-bindgen class instances cannot be cloned.
+ */
+function plain(v) {
+  if (typeof v === 'bigint') return Number(v);
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map(plain);
+  if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [k, plain(x)]));
+  if (ArrayBuffer.isView(v) || v instanceof Blob) return v;
+  const out = {};
+  // Own enumerable keys, then getters on the prototype (wasm-bindgen exposes struct fields that way).
+  for (const k of Object.keys(v)) out[k] = plain(v[k]);
+  let proto = Object.getPrototypeOf(v);
+  if (proto && proto !== Object.prototype) {
+    for (const [k, d] of Object.entries(Object.getOwnPropertyDescriptors(proto))) {
+      if (d.get && !(k in out)) out[k] = plain(v[k]);
+    }
+  }
+  return out;
+}
