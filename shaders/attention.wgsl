@@ -1,0 +1,149 @@
+// attention.wgsl: the KV cache and grouped-query attention.
+//
+// Cache layout, one K and one V buffer per layer: [n_kv_heads][ctx][head_dim] f32, so the
+// keys of one head are contiguous and a query head streams through them in order.
+//
+// kv_append: writes k and v of T new tokens at positions step.pos + t.
+// attention: query token t (at position step.pos + t) of head h attends over positions
+// 0 ..= step.pos + t of kv head h / (n_heads / n_kv_heads), scores scaled by 1/sqrt(head_dim).
+// One workgroup per (head, token) walks the positions in tiles of 64 with an online softmax
+// (running max m and sum l; earlier partial sums are rescaled by exp(m_old - m_new)), so
+// workgroup memory does not grow with the context.
+
+struct Params {
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32, // at most MAX_HEAD_DIM
+    ctx: u32,      // positions the cache holds
+    n_tokens: u32, // T
+    scale: f32,    // 1 / sqrt(head_dim)
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> QN: array<f32>;        // attention: [T][n_heads][head_dim] (after RoPE)
+@group(0) @binding(1) var<storage, read> KN: array<f32>;        // kv_append: [T][n_kv_heads][head_dim] (after RoPE)
+@group(0) @binding(2) var<storage, read> VN: array<f32>;        // kv_append: [T][n_kv_heads][head_dim]
+@group(0) @binding(3) var<storage, read_write> KC: array<f32>;  // [n_kv_heads][ctx][head_dim]
+@group(0) @binding(4) var<storage, read_write> VC: array<f32>;  // [n_kv_heads][ctx][head_dim]
+@group(0) @binding(5) var<storage, read_write> OUT: array<f32>; // attention: [T][n_heads][head_dim]
+@group(0) @binding(6) var<uniform> P: Params;
+@group(0) @binding(7) var<uniform> S: Step;
+
+const WG: u32 = 64u;
+const MAX_HEAD_DIM: u32 = 256u;
+const DIMS_PER_THREAD: u32 = 4u; // MAX_HEAD_DIM / WG
+
+// One thread per (token, kv value).
+@compute @workgroup_size(64)
+fn kv_append(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = group_index(wid, nwg) * WG + lid;
+    let kv_dim = P.n_kv_heads * P.head_dim;
+    if (idx >= P.n_tokens * kv_dim) {
+        return;
+    }
+    let t = idx / kv_dim;
+    let i = idx % kv_dim;
+    let pos = S.pos + t;
+    if (pos >= P.ctx) {
+        return;
+    }
+    let dst = ((i / P.head_dim) * P.ctx + pos) * P.head_dim + i % P.head_dim;
+    KC[dst] = KN[idx];
+    VC[dst] = VN[idx];
+}
+
+var<workgroup> q_sh: array<f32, MAX_HEAD_DIM>;
+var<workgroup> w_sh: array<f32, WG>; // softmax weights of the current tile
+var<workgroup> red: array<f32, WG>;
+
+fn reduce_max(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] = max(red[lid], red[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+// Dispatch (n_heads, T, 1).
+@compute @workgroup_size(64)
+fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wid.x;
+    let t = wid.y;
+    let hd = P.head_dim;
+    let kv_base = (h / (P.n_heads / P.n_kv_heads)) * P.ctx * hd;
+    let n = min(S.pos + t + 1u, P.ctx); // positions attended
+    let q_base = (t * P.n_heads + h) * hd;
+    for (var d = lid; d < hd; d += WG) {
+        q_sh[d] = QN[q_base + d];
+    }
+    workgroupBarrier();
+
+    var m = -F32_MAX; // running max of the scores
+    var l = 0.0;      // running sum of exp(score - m)
+    var o: array<f32, DIMS_PER_THREAD>; // this thread's output dims lid + WG * c, unnormalised
+    for (var t0 = 0u; t0 < n; t0 += WG) {
+        // Score of position t0 + lid.
+        let p = t0 + lid;
+        var s = -F32_MAX;
+        if (p < n) {
+            let kb = kv_base + p * hd;
+            var acc = 0.0;
+            for (var d = 0u; d < hd; d++) {
+                acc += q_sh[d] * KC[kb + d];
+            }
+            s = acc * P.scale;
+        }
+        let m_new = max(m, reduce_max(lid, s));
+        var e = 0.0;
+        if (p < n) {
+            e = exp(s - m_new);
+        }
+        w_sh[lid] = e;
+        let corr = exp(m - m_new);
+        l = l * corr + reduce_sum(lid, e); // reduce_sum's barriers also publish w_sh
+        let count = min(WG, n - t0);
+        for (var c = 0u; c < DIMS_PER_THREAD; c++) {
+            let d = lid + c * WG;
+            if (d < hd) {
+                var acc = o[c] * corr;
+                for (var j = 0u; j < count; j++) {
+                    acc += w_sh[j] * VC[kv_base + (t0 + j) * hd + d];
+                }
+                o[c] = acc;
+            }
+        }
+        m = m_new;
+        workgroupBarrier(); // w_sh is rewritten by the next tile
+    }
+    for (var c = 0u; c < DIMS_PER_THREAD; c++) {
+        let d = lid + c * WG;
+        if (d < hd) {
+            OUT[q_base + d] = o[c] / l;
+        }
+    }
+}
