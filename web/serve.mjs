@@ -8,7 +8,8 @@
 // --port 0 picks a free port. The first stdout line is "Hearth: http://HOST:PORT/" (tests parse it).
 // --test-hooks enables `?dropAfter=N` on /models/ URLs: the connection is cut once that URL has
 // served N bytes in total (over every request), once per URL, so browser tests can interrupt an
-// import for real; every /models/ request is also logged as a JSON line ("model-request").
+// import for real, and `?rate=B` on /models/ URLs sends at most B bytes per second (so a test can
+// pause an import midway); every /models/ request is also logged as a JSON line ("model-request").
 // --pkg DIR serves /pkg/ from DIR instead of www/pkg (the UI test points it at web/fake-pkg).
 
 import http from 'node:http';
@@ -163,7 +164,9 @@ export function createServer(opts = {}) {
     headers['Content-Length'] = String(end - start + 1);
 
     const isModel = root === modelsDir;
-    const dropAfter = testHooks && isModel ? Number(url.searchParams.get('dropAfter')) : NaN;
+    const hook = (name) => (testHooks && isModel && url.searchParams.has(name) ? Number(url.searchParams.get(name)) : NaN);
+    const dropAfter = hook('dropAfter');
+    const rate = hook('rate');
     if (testHooks && isModel) {
       log({ event: 'model-request', method: req.method, path: url.pathname + url.search, range: req.headers.range ?? null, status });
     }
@@ -176,7 +179,8 @@ export function createServer(opts = {}) {
     if (Number.isFinite(dropAfter) && dropAfter >= 0 && !dropped.has(key)) {
       budget = Math.max(0, dropAfter - (served.get(key) ?? 0));
     }
-    await stream(req, res, target, start, end, budget, (n) => served.set(key, (served.get(key) ?? 0) + n), () => {
+    const bytesPerSecond = Number.isFinite(rate) && rate > 0 ? rate : Infinity;
+    await stream(req, res, target, start, end, budget, bytesPerSecond, (n) => served.set(key, (served.get(key) ?? 0) + n), () => {
       dropped.add(key);
       log({ event: 'dropped', path: key, afterBytes: served.get(key) ?? 0 });
     });
@@ -192,10 +196,15 @@ export function createServer(opts = {}) {
   return server;
 }
 
-/** Streams [start, end] of a file; when `budget` bytes are out, destroys the socket mid-body. */
-function stream(req, res, file, start, end, budget, onBytes, onDrop) {
+/**
+ * Streams [start, end] of a file at up to `rate` bytes/s; when `budget` bytes are out, destroys
+ * the socket mid-body.
+ */
+function stream(req, res, file, start, end, budget, rate, onBytes, onDrop) {
   return new Promise((resolve) => {
-    const rs = fs.createReadStream(file, { start, end, highWaterMark: 256 * 1024 });
+    // Throttled: chunks of about a tenth of a second each, so the rate is even.
+    const chunkSize = rate === Infinity ? 256 * 1024 : Math.max(100, Math.min(64 * 1024, Math.floor(rate / 10)));
+    const rs = fs.createReadStream(file, { start, end, highWaterMark: chunkSize });
     let left = budget;
     const finish = () => { rs.destroy(); resolve(); };
     rs.on('data', (chunk) => {
@@ -212,7 +221,13 @@ function stream(req, res, file, start, end, budget, onBytes, onDrop) {
       }
       left -= chunk.length;
       onBytes(chunk.length);
-      if (!res.write(chunk)) {
+      const drained = res.write(chunk);
+      if (rate !== Infinity) {
+        rs.pause();
+        // Check for backpressure when the timer fires: a 'drain' may already have come and gone.
+        const next = () => (res.writableNeedDrain ? res.once('drain', () => rs.resume()) : rs.resume());
+        setTimeout(next, Math.ceil((1000 * chunk.length) / rate));
+      } else if (!drained) {
         rs.pause();
         res.once('drain', () => rs.resume());
       }

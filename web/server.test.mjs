@@ -191,6 +191,15 @@ test('dropAfter is ignored without --test-hooks', async () => {
   assert.equal(r.body.length, 1000);
 });
 
+test('with --test-hooks, URLs without hooks are served normally', async () => {
+  const r = await request(hookServer.port, '/models/m.gguf');
+  assert.equal(r.aborted, false);
+  assert.ok(r.body.equals(MODEL));
+  const part = await request(hookServer.port, '/models/m.gguf?other=1', { headers: { Range: 'bytes=1-2' } });
+  assert.equal(part.status, 206);
+  assert.ok(part.body.equals(MODEL.subarray(1, 3)));
+});
+
 test('dropAfter cuts the connection once, after N bytes, then serves normally', async () => {
   const url = '/models/m.gguf?dropAfter=300';
   const cut = await request(hookServer.port, url);
@@ -219,6 +228,13 @@ test('dropAfter counts bytes over several range requests (an importer fetching s
   assert.equal(b.aborted, true);
   assert.equal(b.body.length, 200);
   assert.ok(b.body.equals(MODEL.subarray(250, 450)));
+});
+
+test('rate limits a download (test hooks only)', async () => {
+  const t0 = Date.now();
+  const r = await request(hookServer.port, '/models/m.gguf?rate=2000');
+  assert.equal(r.body.length, 1000);
+  assert.ok(Date.now() - t0 >= 300, 'a 1000-byte body at 2000 B/s takes about half a second');
 });
 
 test('the CLI prints its URL and picks a free port with --port 0', async () => {

@@ -110,6 +110,53 @@ test('the whole journey with the fake engine', { skip }, async (t) => {
     assert.match(text, /\(turn 1,/);
   });
 
+  await t.test('pause keeps a partial import; delete removes it', async () => {
+    const since = await eventCount(page);
+    // A second copy from another URL (throttled to ~4 s): a new id, since the source differs.
+    await page.getByLabel('GGUF URL').fill(`${server.url}models/${MODEL}?rate=25000000`);
+    await page.locator('#url-form button[type=submit]').click();
+    await page.waitForFunction((since) => window.__hearth.slice(since).some((e) => e.name === 'import-progress' && e.detail.bytes > 0), since);
+    await page.getByRole('button', { name: 'Pause' }).click();
+    const e = await waitEvent(page, 'import-error', { since, failOn: ['import-done'] });
+    assert.equal(e.detail.paused, true);
+    assert.match(await page.locator('#import-text').innerText(), /Paused/);
+    const partial = page.locator('#models li[data-complete="false"]');
+    assert.equal(await partial.count(), 1);
+    assert.notEqual(await partial.getAttribute('data-id'), MODEL);
+    assert.ok(Number(await partial.getAttribute('data-stored-bytes')) > 0);
+    page.once('dialog', (d) => d.accept());
+    await partial.getByRole('button', { name: /^Delete/ }).click();
+    await page.waitForFunction(() => !document.querySelector('#models li[data-complete="false"]'));
+    assert.equal(await page.locator(`#models li[data-id="${MODEL}"]`).count(), 1, 'the other model stays');
+  });
+
+  // A tiny "GGUF" (the fake engine only checks the magic) for the local-file paths.
+  const tiny = Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(9 << 20, 7)]);
+
+  await t.test('a local file from the picker is stored and loaded', async () => {
+    const since = await eventCount(page);
+    await page.locator('#file').setInputFiles({ name: 'picked.gguf', mimeType: 'application/octet-stream', buffer: tiny });
+    await waitEvent(page, 'import-done', { since, failOn: ['import-error'] });
+    const loaded = await waitEvent(page, 'loaded', { since, failOn: ['load-error'] });
+    assert.equal(loaded.detail.id, 'picked.gguf');
+    assert.equal(await page.locator('#models li[data-id="picked.gguf"]').getAttribute('data-complete'), 'true');
+  });
+
+  await t.test('a file dropped on the page is stored', async () => {
+    const since = await eventCount(page);
+    await page.evaluate((bytes) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(bytes)], 'dropped.gguf'));
+      window.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt }));
+      if (document.getElementById('drop').hidden) throw new Error('no drop overlay');
+      window.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, cancelable: true }));
+    }, [...tiny.subarray(0, 1 << 20)]);
+    await waitEvent(page, 'import-done', { since, failOn: ['import-error'] });
+    assert.equal(await page.locator('#drop').isHidden(), true);
+    assert.equal(await page.locator('#models li[data-id="dropped.gguf"]').getAttribute('data-complete'), 'true');
+    await waitEvent(page, 'loaded', { since, failOn: ['load-error'] });
+  });
+
   await t.test('screenshots, wide and narrow', async () => {
     const dir = ensureArtifacts();
     await page.screenshot({ path: path.join(dir, 'ui-desktop.png'), fullPage: true });

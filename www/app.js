@@ -6,7 +6,7 @@
 // import-done, import-error, load-progress, loaded, reply, models): the end-to-end test listens to
 // them, and they keep the UI code honest about its own state changes.
 
-import { el, fmtBytes, fmtRate, setProgress, hash, loadSettings, saveSettings, readOptions } from './util.js';
+import { el, fmtBytes, fmtCount, fmtRate, setProgress, hash, loadSettings, saveSettings, readOptions } from './util.js';
 
 const DEMO = {
   url: new URL('models/SmolLM2-135M-Instruct.Q4_1.gguf', location.href).href,
@@ -132,7 +132,8 @@ function renderModels() {
     const name = m.name || m.id;
     const pct = m.size > 0 ? Math.floor((100 * m.storedBytes) / m.size) : 0;
     const loaded = state.loadedId === m.id ? ' · loaded' : '';
-    const detail = m.complete ? `ready · ${fmtBytes(m.size)}${loaded}` : `partial · ${pct}% of ${fmtBytes(m.size)}`;
+    const about = m.summary ? ` · ${fmtCount(m.summary.parameters)} parameters · ${(m.summary.tensorTypes ?? []).join('/')}` : '';
+    const detail = m.complete ? `ready · ${fmtBytes(m.size)}${about}${loaded}` : `partial · ${pct}% of ${fmtBytes(m.size)}`;
     const buttons = el('div', { className: 'buttons' });
     if (m.complete) {
       const load = el('button', { type: 'button', className: 'small', textContent: state.loadedId === m.id ? 'Loaded' : 'Load' });
@@ -262,10 +263,12 @@ async function runImport(id, start) {
     });
     $('import-text').textContent = 'Stored.';
   } catch (err) {
-    const paused = state.importing.paused;
+    const paused = state.importing.paused || err.name === 'AbortError';
     $('import-text').textContent = paused
       ? 'Paused. Resume it from the list below.'
-      : `Stopped: ${err.message} What is stored is kept: resume it from the list below.`;
+      : err.name === 'QuotaExceededError'
+        ? `Out of storage: ${err.message} Delete a model or free disk space, then resume.`
+        : `Stopped: ${err.message} What is stored is kept: resume it from the list below.`;
     state.importing = null;
     $('import-cancel').hidden = true;
     await refreshModels(); // before announcing, so the list already shows what was kept

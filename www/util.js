@@ -23,6 +23,13 @@ export function fmtBytes(n) {
   return `${n.toFixed(n >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
+/** 134515008 -> "135M". */
+export function fmtCount(n) {
+  if (!Number.isFinite(n)) return '?';
+  for (const [d, u] of [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'K']]) if (n >= d) return `${+(n / d).toPrecision(3)}${u}`;
+  return String(n);
+}
+
 export const fmtRate = (x) => (Number.isFinite(x) && x > 0 ? x.toFixed(x >= 100 ? 0 : 1) : '–');
 
 export function setProgress(bar, bytes, total) {

@@ -14,6 +14,7 @@ let store; // ModelStore
 let engine; // WebEngine, or null when WebGPU is unavailable
 let engineError = null; // why `engine` is null, for the page to show
 let loadedId = null;
+const imports = new Map(); // model id -> AbortController of its running import
 
 const ops = {
   /** Loads the wasm, opens the store and tries to create the engine. Safe to call once. */
@@ -36,21 +37,21 @@ const ops = {
   },
 
   async list() {
-    return plain(await store.list());
+    return plain(await store.list()).map(record);
   },
 
   async importUrl({ url, id }, emit) {
-    await store.importUrl(url, id, (p) => emit(plain(p)));
+    await runImport(id, emit, (options) => store.importUrl(url, id, options));
     return null;
   },
 
   async importFile({ file, id }, emit) {
-    await store.importFile(file, id, (p) => emit(plain(p)));
+    await runImport(id, emit, (options) => store.importFile(file, id, options));
     return null;
   },
 
   abortImport({ id }) {
-    store.abortImport(id);
+    imports.get(id)?.abort(); // the import stays resumable
     return null;
   },
 
@@ -96,6 +97,31 @@ const ops = {
     return engine ? plain(engine.stats()) : null;
   },
 };
+
+/** Runs a store import with a progress callback and an AbortSignal for `abortImport`. */
+async function runImport(id, emit, start) {
+  const ctl = new AbortController();
+  imports.set(id, ctl);
+  try {
+    await start({ signal: ctl.signal, onProgress: (p) => emit(progress(p)) });
+  } finally {
+    imports.delete(id);
+  }
+}
+
+// The page sees one shape for store data, whichever spelling the store uses:
+// progress {bytes, total}; records {id, name, source (a URL, or "file:NAME"), size, storedBytes,
+// complete, shardSize, summary}.
+function progress(p) {
+  p = plain(p);
+  return { bytes: p.bytes ?? p.storedBytes ?? 0, total: p.total ?? p.totalBytes ?? 0 };
+}
+
+function record(m) {
+  const src = m.source;
+  const source = typeof src === 'string' ? src : src?.url ?? (src?.name != null ? `file:${src.name}` : '');
+  return { ...m, source, size: m.size ?? m.totalSize ?? 0, complete: Boolean(m.complete ?? m.ready) };
+}
 
 function needEngine() {
   if (!engine) throw new Error(engineError ?? 'WebGPU is not available in this browser.');

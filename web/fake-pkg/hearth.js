@@ -4,7 +4,7 @@
 // IndexedDB shards, loads really read them back, but "generation" is canned text.
 // It is never served to users: only `node web/serve.mjs --pkg web/fake-pkg` uses it.
 
-const SHARD = 4 << 20; // 4 MiB shards, small enough that an interrupted test import keeps some
+const SHARD = 8 << 20; // 8 MiB shards, small enough that an interrupted test import keeps some
 const DB = 'hearth-fake-store';
 
 function idb(req) {
@@ -25,6 +25,10 @@ async function openDb() {
 
 export default async function init() {}
 
+// Mirrors src/web/model_store.rs: records {id, name, source: {kind, url|name}, totalSize,
+// shardSize, shardsStored, storedBytes, shardCount, complete, ready, summary}, progress
+// {id, storedBytes, totalBytes, shardsStored, shardCount} after the open and after each shard,
+// import options {onProgress, signal}, AbortError when cancelled.
 export class ModelStore {
   #db;
   #aborts = new Map();
@@ -35,31 +39,38 @@ export class ModelStore {
     return s;
   }
 
+  static async estimate() {
+    const { usage, quota } = await navigator.storage.estimate();
+    return { usage, quota };
+  }
+
+  static async persist() {
+    return navigator.storage.persist ? navigator.storage.persist() : false;
+  }
+
   #tx(mode) {
     const t = this.#db.transaction(['models', 'shards'], mode);
     return { models: t.objectStore('models'), shards: t.objectStore('shards'), done: new Promise((r, j) => { t.oncomplete = r; t.onerror = () => j(t.error); }) };
   }
 
   async list() {
-    return idb(this.#tx('readonly').models.getAll());
+    return (await idb(this.#tx('readonly').models.getAll())).map(view);
   }
 
-  async #meta(id, source, name) {
-    return (await idb(this.#tx('readonly').models.get(id))) ?? { id, name, source, size: 0, storedBytes: 0, complete: false, shardSize: SHARD };
+  async #record(id, source, name) {
+    const r = await idb(this.#tx('readonly').models.get(id));
+    if (r && JSON.stringify(r.source) === JSON.stringify(source)) return r;
+    if (r?.complete) throw named('StoreError', `A different model is already stored as ${id}.`);
+    return { id, name, source, totalSize: 0, shardSize: SHARD, shardsStored: 0, complete: false, summary: null };
   }
 
-  async #putShard(meta, index, bytes) {
-    const t = this.#tx('readwrite');
-    t.shards.put(bytes, [meta.id, index]);
-    t.models.put(meta);
-    await t.done;
-  }
-
-  /** Appends a byte source to the stored shards; `next()` yields Uint8Arrays from meta.storedBytes. */
-  async #ingest(meta, next, onProgress, signal) {
+  /** Stores shards from `next()` (Uint8Arrays from the resume offset, null at the end). */
+  async #ingest(r, next, onProgress, signal) {
+    const report = () => onProgress?.({ id: r.id, storedBytes: stored(r), totalBytes: r.totalSize, shardsStored: r.shardsStored, shardCount: Math.ceil(r.totalSize / r.shardSize) });
+    report();
     let buf = new Uint8Array(0);
     for (;;) {
-      if (signal.aborted) throw new Error('Import paused. It can be resumed.');
+      if (signal?.aborted) throw named('AbortError', `Import of ${r.id} paused at ${stored(r)} bytes; it can be resumed.`);
       const chunk = await next();
       if (chunk) {
         const joined = new Uint8Array(buf.length + chunk.length);
@@ -67,88 +78,99 @@ export class ModelStore {
         joined.set(chunk, buf.length);
         buf = joined;
       }
-      // Commit whole shards (and the last, short one) so storedBytes is always a shard boundary.
-      while (buf.length >= SHARD || (!chunk && buf.length > 0)) {
-        const take = Math.min(SHARD, buf.length);
-        const index = Math.floor(meta.storedBytes / SHARD);
-        meta.storedBytes += take;
-        meta.complete = meta.storedBytes === meta.size;
-        await this.#putShard(meta, index, buf.slice(0, take));
+      while (buf.length >= r.shardSize || (!chunk && buf.length > 0)) {
+        const take = Math.min(r.shardSize, buf.length);
+        const t = this.#tx('readwrite');
+        t.shards.put(buf.slice(0, take), [r.id, r.shardsStored]);
+        r.shardsStored++;
+        r.complete = stored(r) === r.totalSize;
+        t.models.put(r);
+        await t.done;
         buf = buf.slice(take);
+        report();
       }
-      onProgress?.({ bytes: meta.storedBytes + buf.length, total: meta.size });
       if (!chunk) break;
     }
-    if (!meta.complete) throw new Error('The source ended early.');
+    if (!r.complete) throw named('NetworkError', 'The source ended early.');
+    return view(r);
   }
 
-  async importUrl(url, id, onProgress) {
-    const meta = await this.#meta(id, url, decodeURIComponent(new URL(url).pathname.split('/').pop()));
-    if (meta.complete) return;
+  async importUrl(url, id, options = {}) {
+    const r = await this.#record(id, { kind: 'url', url }, decodeURIComponent(new URL(url).pathname.split('/').pop()));
+    if (r.complete) return view(r);
     const ctl = new AbortController();
+    options.signal?.addEventListener('abort', () => ctl.abort());
     this.#aborts.set(id, ctl);
     try {
-      const res = await fetch(url, { headers: meta.storedBytes ? { Range: `bytes=${meta.storedBytes}-` } : {}, signal: ctl.signal, cache: 'no-store' });
-      if (meta.storedBytes && res.status !== 206) throw new Error(`The server did not resume (HTTP ${res.status}).`);
-      if (!res.ok) throw new Error(`Download failed: HTTP ${res.status}.`);
+      const at = stored(r);
+      let res;
+      try {
+        res = await fetch(url, { headers: at ? { Range: `bytes=${at}-` } : {}, signal: ctl.signal, cache: 'no-store' });
+      } catch {
+        throw named(ctl.signal.aborted ? 'AbortError' : 'NetworkError', `Could not reach ${url}.`);
+      }
+      if (at && res.status !== 206) throw named('NetworkError', `The server did not resume (HTTP ${res.status}).`);
+      if (!res.ok) throw named('NetworkError', `Download failed: HTTP ${res.status}.`);
       const range = /\/(\d+)$/.exec(res.headers.get('Content-Range') ?? '');
-      meta.size = range ? Number(range[1]) : Number(res.headers.get('Content-Length'));
+      r.totalSize = range ? Number(range[1]) : Number(res.headers.get('Content-Length'));
       const reader = res.body.getReader();
-      await this.#ingest(meta, async () => {
+      return await this.#ingest(r, async () => {
         try {
           const { value, done } = await reader.read();
           return done ? null : value;
         } catch {
-          throw new Error(ctl.signal.aborted ? 'Import paused. It can be resumed.' : 'The download was interrupted. Resume it to continue from where it stopped.');
+          throw ctl.signal.aborted ? named('AbortError', 'Import paused; it can be resumed.')
+            : named('NetworkError', 'The download was interrupted. Resume it to continue from where it stopped.');
         }
-      }, onProgress, ctl.signal);
+      }, options.onProgress, ctl.signal);
     } finally {
       this.#aborts.delete(id);
     }
   }
 
-  async importFile(file, id, onProgress) {
-    const meta = await this.#meta(id, `file:${file.name}`, file.name);
-    meta.size = file.size;
+  async importFile(file, id, options = {}) {
+    const r = await this.#record(id, { kind: 'file', name: file.name }, file.name);
+    r.totalSize = file.size;
     const ctl = new AbortController();
+    options.signal?.addEventListener('abort', () => ctl.abort());
     this.#aborts.set(id, ctl);
-    let at = meta.storedBytes;
+    let at = stored(r);
     try {
-      await this.#ingest(meta, async () => {
+      return await this.#ingest(r, async () => {
         if (at >= file.size) return null;
-        const part = new Uint8Array(await file.slice(at, at + SHARD).arrayBuffer());
+        const part = new Uint8Array(await file.slice(at, at + r.shardSize).arrayBuffer());
         at += part.length;
         return part;
-      }, onProgress, ctl.signal);
+      }, options.onProgress, ctl.signal);
     } finally {
       this.#aborts.delete(id);
     }
   }
 
-  abortImport(id) {
-    this.#aborts.get(id)?.abort();
+  cancelImport(id) {
+    const ctl = this.#aborts.get(id);
+    ctl?.abort();
+    return Boolean(ctl);
   }
 
   async delete(id) {
-    const meta = await this.#meta(id);
+    const r = await idb(this.#tx('readonly').models.get(id));
+    if (!r) return false;
     const t = this.#tx('readwrite');
-    for (let i = 0; i * SHARD < Math.max(meta.storedBytes, 1); i++) t.shards.delete([id, i]);
+    for (let i = 0; i < r.shardsStored; i++) t.shards.delete([id, i]);
     t.models.delete(id);
     await t.done;
-  }
-
-  async estimate() {
-    return { ...(await navigator.storage.estimate()), persisted: await navigator.storage.persisted() };
-  }
-
-  async persist() {
-    throw new Error('navigator.storage.persist() is only available on the page.');
+    return true;
   }
 
   async readShard(id, index) {
     return idb(this.#tx('readonly').shards.get([id, index]));
   }
 }
+
+const stored = (r) => Math.min(r.shardsStored * r.shardSize, r.totalSize);
+const view = (r) => ({ ...r, storedBytes: stored(r), shardCount: Math.ceil(r.totalSize / r.shardSize), ready: r.complete });
+const named = (name, message) => Object.assign(new Error(message), { name });
 
 export class WebEngine {
   #store;
@@ -172,13 +194,13 @@ export class WebEngine {
   async load(id, onProgress) {
     const meta = (await this.#store.list()).find((m) => m.id === id);
     if (!meta?.complete) throw new Error(`Model ${id} is not fully stored.`);
-    for (let i = 0, bytes = 0; bytes < meta.size; i++) {
+    for (let i = 0, bytes = 0; bytes < meta.totalSize; i++) {
       const shard = await this.#store.readShard(id, i);
       if (i === 0 && new TextDecoder().decode(shard.subarray(0, 4)) !== 'GGUF') throw new Error(`${id} is not a GGUF file.`);
       bytes += shard.length;
-      onProgress?.({ phase: 'uploading', bytes, total: meta.size });
+      onProgress?.({ phase: 'uploading', bytes, total: meta.totalSize });
     }
-    onProgress?.({ phase: 'compiling', bytes: meta.size, total: meta.size });
+    onProgress?.({ phase: 'compiling', bytes: meta.totalSize, total: meta.totalSize });
     this.#model = id;
   }
 
