@@ -6,9 +6,12 @@
 //! [`sampling`] picks the next token, [`gpu`] runs the model through wgpu (native or WebGPU).
 
 pub mod chat;
+pub mod engine;
 pub mod gguf;
 pub mod gpu;
 pub mod model;
 pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
