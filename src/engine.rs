@@ -236,7 +236,7 @@ impl ChatSession {
     ) -> Result<Reply, EngineError> {
         self.messages.push(Message::new("user", user));
         let rendered = template.render(&self.messages, true).map_err(|e| EngineError::Backend(e.to_string()));
-        let prompt = match rendered.and_then(|text| tokenizer.encode(&text, false).map_err(|e| EngineError::Backend(e.to_string()))) {
+        let prompt = match rendered.and_then(|text| tokenizer.encode_prompt(&text).map_err(|e| EngineError::Backend(e.to_string()))) {
             Ok(p) => p,
             Err(e) => {
                 self.messages.pop();

@@ -273,9 +273,9 @@ fn generate(args: GenerateArgs) -> Result<()> {
                 messages.push(Message::new("system", system));
             }
             messages.push(Message::new("user", text));
-            tok.encode(&template.render(&messages, true)?, false)?
+            tok.encode_prompt(&template.render(&messages, true)?)?
         }
-        (None, Some(text)) => tok.encode(text, tok.add_bos_default())?,
+        (None, Some(text)) => tok.encode_prompt(text)?,
         (None, None) => return Err("give --prompt TEXT or --tokens IDS".into()),
     };
     if prompt.is_empty() {
