@@ -1,8 +1,10 @@
 // matvec.wgsl: y = W x for quantized W, dequantizing on the fly (needs quant.wgsl).
 //
-// `matvec` (decode): one workgroup per row. Its 64 threads walk the row's 32-value units
-// (thread i takes units i, i+64, ...), so neighbouring threads read neighbouring bytes and
-// every weight byte is read once; partial sums meet in workgroup memory (no subgroups).
+// `matvec` (decode): one workgroup per ROWS consecutive rows. Its 64 threads walk the rows'
+// 32-value units (thread i takes units i, i+64, ...), so neighbouring threads read
+// neighbouring bytes and every weight byte is read once; each thread loads its slice of x
+// once for all ROWS rows (x would otherwise be read from cache 4-8x as often as the
+// weights); partial sums meet in workgroup memory (no subgroups).
 // `matmul` (prefill): the same walk, but each decoded unit is used for a tile of up to 8
 // input vectors, so the weights are read once per 8 tokens instead of once per token.
 //
@@ -26,10 +28,23 @@ struct Params {
 @group(0) @binding(3) var<uniform> P: Params;
 
 const WG: u32 = 64u;
-const TILE_T: u32 = 8u;
+const ROWS: u32 = 4u;   // rows per workgroup in matvec (src/gpu/ops/matvec.rs MATVEC_ROWS)
+const TILE_T: u32 = 8u; // tokens per weight read in matmul (MATMUL_TILE)
 
-var<workgroup> red: array<f32, WG>;
-var<workgroup> red_t: array<array<f32, WG>, TILE_T>;
+var<workgroup> red_t: array<array<f32, WG>, TILE_T>; // [ROWS or TILE_T][WG] partial sums
+
+// Sum red_t[k][0..WG] into red_t[k][0] for k < n.
+fn reduce_rows(lid: u32, n: u32) {
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            for (var k = 0u; k < n; k++) {
+                red_t[k][lid] += red_t[k][lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+}
 
 // x[t][start .. start+4]; float rows may end inside a unit, quantized rows never do.
 fn x4(t: u32, start: u32) -> vec4<f32> {
@@ -52,28 +67,32 @@ fn matvec(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = group_index(wid, nwg);
-    if (row >= P.rows) {
+    let row0 = group_index(wid, nwg) * ROWS;
+    if (row0 >= P.rows) {
         return;
     }
-    let rb = row * P.row_bytes;
-    var acc = 0.0;
+    let nr = min(ROWS, P.rows - row0);
+    var acc: array<f32, ROWS>;
     for (var u = lid; u < P.units; u += WG) {
-        let v = decode_unit(rb, u, P.row_len);
+        var xs: array<vec4<f32>, 8>;
         for (var j = 0u; j < 8u; j++) {
-            acc += dot(v[j], x4(0u, unit_start(u, j)));
+            xs[j] = x4(0u, unit_start(u, j));
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            if (r < nr) {
+                let v = decode_unit((row0 + r) * P.row_bytes, u, P.row_len);
+                for (var j = 0u; j < 8u; j++) {
+                    acc[r] += dot(v[j], xs[j]);
+                }
+            }
         }
     }
-    red[lid] = acc;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
+    for (var r = 0u; r < ROWS; r++) {
+        red_t[r][lid] = acc[r];
     }
-    if (lid == 0u) {
-        Y[P.out_row + row] = red[0];
+    reduce_rows(lid, ROWS);
+    if (lid < nr) {
+        Y[P.out_row + row0 + lid] = red_t[lid][0];
     }
 }
 
@@ -106,15 +125,7 @@ fn matmul(
     for (var t = 0u; t < TILE_T; t++) {
         red_t[t][lid] = acc[t];
     }
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            for (var t = 0u; t < TILE_T; t++) {
-                red_t[t][lid] += red_t[t][lid + s];
-            }
-        }
-        workgroupBarrier();
-    }
+    reduce_rows(lid, TILE_T);
     if (lid < nt) {
         Y[(t0 + lid) * P.y_stride + P.out_row + row] = red_t[lid][0];
     }

@@ -42,7 +42,7 @@ impl GpuBuffer {
     /// Write 4-byte elements starting at element `at`.
     pub fn write(&self, gpu: &Gpu, at: u64, bytes: &[u8]) -> Result<(), GpuError> {
         let n = bytes.len() as u64 / 4;
-        super::ensure(bytes.len() % 4 == 0 && at + n <= self.len, "GpuBuffer::write", || {
+        super::ensure(bytes.len().is_multiple_of(4) && at + n <= self.len, "GpuBuffer::write", || {
             format!("{} bytes at element {at} do not fit {:?} ({} elements)", bytes.len(), self.label, self.len)
         })?;
         if !bytes.is_empty() {

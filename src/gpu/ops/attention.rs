@@ -46,7 +46,7 @@ pub struct Rope {
 impl Rope {
     pub fn new(k: &Kernels, head_dim: u64, rope_dim: u64, base: f32, freqs: Option<&GpuTensor>) -> Result<Self, GpuError> {
         const OP: &str = "rope";
-        ensure(rope_dim >= 2 && rope_dim % 2 == 0 && rope_dim <= head_dim, OP, || {
+        ensure(rope_dim >= 2 && rope_dim.is_multiple_of(2) && rope_dim <= head_dim, OP, || {
             format!("rope_dim {rope_dim} must be even, at least 2 and at most head_dim {head_dim}")
         })?;
         let half = rope_dim / 2;
@@ -177,7 +177,7 @@ impl Kernels {
     ) -> Result<Op, GpuError> {
         const OP: &str = "attention";
         let (kc, vc) = cache.layer(OP, layer)?;
-        ensure(n_heads > 0 && n_heads % cache.n_kv_heads == 0, OP, || format!("{n_heads} heads do not share {} kv heads evenly", cache.n_kv_heads))?;
+        ensure(n_heads > 0 && n_heads.is_multiple_of(cache.n_kv_heads), OP, || format!("{n_heads} heads do not share {} kv heads evenly", cache.n_kv_heads))?;
         ensure(cache.head_dim <= MAX_HEAD_DIM, OP, || format!("head_dim {} exceeds {MAX_HEAD_DIM}", cache.head_dim))?;
         let max = self.gpu.max_workgroups_per_dim() as u64;
         ensure(n_heads <= max && n_tokens <= max, OP, || format!("{n_heads} heads x {n_tokens} tokens exceed the dispatch limit"))?;

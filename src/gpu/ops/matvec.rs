@@ -36,6 +36,8 @@ struct EmbedParams {
 
 /// Tokens per weight read in `matmul` (WGSL `TILE_T`).
 pub const MATMUL_TILE: u64 = 8;
+/// Rows per workgroup in `matvec` (WGSL `ROWS`); `matmul` does one row per workgroup.
+pub const MATVEC_ROWS: u64 = 4;
 
 /// 32-value units per row (quant.wgsl): quantized rows are whole blocks, float rows may end
 /// in a partial unit.
@@ -98,7 +100,8 @@ impl Kernels {
                     (3, uniform.as_entire_binding()),
                 ],
             );
-            let (gx, gy) = self.gpu.grid(part.rows, entry)?;
+            let rows_per_group = if entry == "matvec" { MATVEC_ROWS } else { 1 };
+            let (gx, gy) = self.gpu.grid(part.rows.div_ceil(rows_per_group), entry)?;
             op.push(bg, [gx, gy, tiles as u32]);
         }
         scope.check(&format!("binding {}", op.name)).await?;

@@ -60,7 +60,7 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(gpu: &Gpu, vocab: u64, window: u64, config: &SampleConfig) -> Result<Self, GpuError> {
-        ensure(vocab >= 1 && vocab <= u32::MAX as u64 && window <= u32::MAX as u64 - 1, "sampler", || format!("vocab {vocab}, window {window}"))?;
+        ensure(vocab >= 1 && vocab <= u32::MAX as u64 && window < u32::MAX as u64, "sampler", || format!("vocab {vocab}, window {window}"))?;
         let params = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sampler params"),
             size: std::mem::size_of::<SampleParams>() as u64,
