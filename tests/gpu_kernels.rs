@@ -1,5 +1,6 @@
 //! Every GPU kernel against a CPU reference on seeded random input (native wgpu; on a machine
 //! without a GPU, Mesa's lavapipe). `quant::dequantize` is the reference for every weight type.
+#![cfg(not(target_arch = "wasm32"))]
 
 use half::{bf16, f16};
 use hearth::gguf::{GgufWriter, TensorInfo};
