@@ -121,7 +121,7 @@ async fn blob_import_with_shards_cutting_through_tensors() {
     let file = parse_complete(&bytes).unwrap();
     let straddling = file.tensors.iter().filter(|t| t.offset / SHARD as u64 != (t.end() - 1) / SHARD as u64).count();
     assert!(straddling > 5, "the test needs tensors that straddle shard boundaries");
-    assert!(bytes.len() as u64 % SHARD as u64 != 0, "and a short last shard");
+    assert!(!(bytes.len() as u64).is_multiple_of(SHARD as u64), "and a short last shard");
 
     let (store, db) = fresh_store("roundtrip").await;
     let mut events = Vec::new();
@@ -160,6 +160,8 @@ async fn interrupted_import_resumes_from_the_first_missing_shard() {
     let listed = store.list().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(!listed[0].complete, "a partial import is never listed as ready");
+    let err = store.ready_model("m").await.unwrap_err();
+    assert!(matches!(err, StoreError::Incomplete { stored, .. } if stored == 10 * SHARD as u64), "{err}");
 
     // Resume from a source whose first ten shards are zeros: if the importer re-read them, the
     // stored model would differ from the original.
@@ -169,6 +171,7 @@ async fn interrupted_import_resumes_from_the_first_missing_shard() {
     let rec = import(&store, &spliced, "m", &mut events, None, 0).await.expect("resume");
     assert_eq!(events[0].shards_stored, 10, "resumed at the first missing shard, not at 0");
     assert!(rec.complete);
+    assert_eq!(store.ready_model("m").await.as_ref(), Ok(&rec));
     assert!(stored_bytes(&store, "m").await == bytes, "resumed model differs from the file");
     drop_store(store, &db).await;
 }
@@ -358,6 +361,110 @@ async fn the_js_api_imports_lists_and_rejects_with_named_errors() {
     store.close();
     drop(store);
     ModelStore::delete_database(name).await.map_err(|_| ()).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// URL import. A wasm test cannot start an HTTP server, and the runner's own server streams large
+// files without Content-Length, so these fetch `blob:` URLs: a real `fetch` with a streamed body,
+// Content-Length, and (in Chromium) `Range` answered with 206 and Content-Range. The model is
+// the real 27 MB tiny Llama 3 fixture (Q4_K, a full Llama 3 tokenizer in its header), read
+// from the runner's server, which serves the crate root.
+
+const FIXTURE_URL: &str = "/tests/fixtures/tiny-llama3-q4km.gguf";
+
+async fn fetch_response(url: &str, range: Option<&str>) -> web_sys::Response {
+    let init = web_sys::RequestInit::new();
+    if let Some(r) = range {
+        let headers = web_sys::Headers::new().unwrap();
+        headers.set("Range", r).unwrap();
+        init.set_headers(&headers);
+    }
+    let fetch: Function = Reflect::get(&js_sys::global(), &"fetch".into()).unwrap().dyn_into().unwrap();
+    let p: js_sys::Promise = fetch.call2(&JsValue::NULL, &url.into(), &init).unwrap().dyn_into().unwrap();
+    JsFuture::from(p).await.map_err(|_| ()).unwrap().dyn_into().unwrap()
+}
+
+async fn fixture_blob() -> Blob {
+    let resp = fetch_response(FIXTURE_URL, None).await;
+    assert_eq!(resp.status(), 200, "the runner serves the crate root");
+    JsFuture::from(resp.blob().unwrap()).await.map_err(|_| ()).unwrap().dyn_into().unwrap()
+}
+
+fn object_url(blob: &Blob) -> String {
+    let url = Reflect::get(&js_sys::global(), &"URL".into()).unwrap();
+    let create: Function = Reflect::get(&url, &"createObjectURL".into()).unwrap().dyn_into().unwrap();
+    create.call1(&url, blob).unwrap().as_string().unwrap()
+}
+
+async fn assert_stored_equals(store: &Store, id: &str, file: &Blob) {
+    let rec = store.model(id).await.unwrap().expect("record");
+    assert_eq!(rec.total_size, file.size() as u64);
+    let all = Uint8Array::new(&JsFuture::from(file.array_buffer()).await.map_err(|_| ()).unwrap());
+    for i in 0..rec.shard_count() {
+        let start = i * rec.shard_size;
+        let shard = store.read_shard(id, i).await.expect("shard");
+        assert!(shard.to_vec() == all.subarray(start, start + rec.shard_len(i)).to_vec(), "shard {i} differs");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn url_import_streams_a_real_llama3_file_and_resumes_with_range() {
+    let file = fixture_blob().await;
+    let url = object_url(&file);
+    // What this browser does with Range on this URL decides whether a resume can continue
+    // (206) or must restart cleanly (200); both paths are the importer's.
+    let probe = fetch_response(&url, Some("bytes=4-7")).await;
+    let range_status = probe.status();
+    console_log!("Range on a blob: URL answered {range_status}");
+
+    let (store, db) = fresh_store("url").await;
+    let shard = 1 << 20;
+    let ctl = AbortController::new().unwrap();
+    let signal = ctl.signal();
+    let mut on = |p: &Progress| {
+        if p.shards_stored == 3 {
+            ctl.abort();
+        }
+    };
+    let err = store.import_url(&url, "url", shard, &mut on, Some(&signal)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Aborted { stored, .. } if stored == 3 << 20), "{err}");
+    let partial = store.model("url").await.unwrap().expect("partial");
+    assert_eq!((partial.shards_stored, partial.complete), (3, false));
+
+    let mut events = Vec::new();
+    let mut on = |p: &Progress| events.push(p.clone());
+    let rec = store.import_url(&url, "url", shard, &mut on, None).await.expect("resume");
+    let expected_start = if range_status == 206 { 3 } else { 0 };
+    assert_eq!(events[0].shards_stored, expected_start, "Range answered {range_status}");
+    assert!(rec.complete);
+    let summary = rec.summary.clone().expect("validated");
+    assert!(summary.tensor_types.iter().any(|t| t == "Q4_K"), "{:?}", summary.tensor_types);
+    assert_eq!(summary.vocab_size, 128256, "a Llama 3 vocabulary");
+    assert_stored_equals(&store, "url", &file).await;
+    drop_store(store, &db).await;
+}
+
+#[wasm_bindgen_test]
+async fn url_import_validates_a_header_spanning_many_shards() {
+    // 64 KiB shards: the Llama 3 tokenizer makes the header span dozens of them.
+    let file = fixture_blob().await;
+    let (store, db) = fresh_store("urlheader").await;
+    let mut none = |_: &Progress| {};
+    let rec = store.import_url(&object_url(&file), "u", 64 << 10, &mut none, None).await.expect("import");
+    let data_offset = rec.summary.as_ref().expect("validated").data_offset;
+    assert!(data_offset > 10 * (64 << 10), "header of {data_offset} bytes");
+    assert_stored_equals(&store, "u", &file).await;
+    drop_store(store, &db).await;
+}
+
+#[wasm_bindgen_test]
+async fn url_import_of_a_missing_file_says_so_and_stores_nothing() {
+    let (store, db) = fresh_store("url404").await;
+    let mut none = |_: &Progress| {};
+    let err = store.import_url("/tests/fixtures/no-such-model.gguf", "x", SHARD, &mut none, None).await.unwrap_err();
+    assert!(matches!(&err, StoreError::BadResponse(m) if m.contains("HTTP 404")), "{err}");
+    assert!(store.list().await.unwrap().is_empty());
+    drop_store(store, &db).await;
 }
 
 /// Not the store: checks that webdriver.json's Chromium flags give this test browser a WebGPU

@@ -263,7 +263,10 @@ impl HeaderCheck {
         }
         match gguf::parse(&self.prefix, total).map_err(|e| e.to_string())? {
             Parsed::NeedMore { needed } => {
-                self.needed = needed;
+                // Wait for at least twice the bytes before parsing again, so small shards under
+                // a 10 MB header cost a logarithmic number of parses, not one per shard. The cap
+                // keeps a hostile header from growing the prefix past what parse accepts.
+                self.needed = needed.max(have.saturating_mul(2)).min(gguf::MAX_HEADER_BYTES);
                 Ok(None)
             }
             Parsed::Complete(file) => {

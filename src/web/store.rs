@@ -226,6 +226,15 @@ impl Store {
         ModelRecord::from_js(&value).map(Some)
     }
 
+    /// The record of a model that can be loaded: stored completely and validated.
+    pub async fn ready_model(&self, id: &str) -> Result<ModelRecord, StoreError> {
+        match self.model(id).await? {
+            None => Err(StoreError::NotFound(id.into())),
+            Some(r) if !r.complete => Err(StoreError::Incomplete { id: id.into(), stored: r.stored_bytes(), total: r.total_size }),
+            Some(r) => Ok(r),
+        }
+    }
+
     /// Delete a model and all its shards, cancelling its import if one is running here.
     /// Returns whether there was anything to delete.
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
