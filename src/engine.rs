@@ -23,6 +23,9 @@ pub enum EngineError {
 }
 
 /// A model that can run tokens. Implementations keep the KV cache of the current sequence.
+/// Running is `async` because the GPU backend awaits WebGPU in the browser; natively the
+/// futures are driven by `pollster`, and the CPU backend's are ready at once.
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     fn config(&self) -> &LlamaConfig;
 
@@ -37,12 +40,12 @@ pub trait Backend {
     fn rewind(&mut self, len: usize);
 
     /// Run `tokens` at the next positions and return the logits of the last one (vocab floats).
-    fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
+    async fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
 
     /// Run `tokens` and choose the next token. Backends that sample on their own device
     /// override this so that logits never leave it.
-    fn next_token(&mut self, tokens: &[u32], sampler: &mut Sampler) -> Result<u32, EngineError> {
-        let mut logits = self.forward_last(tokens)?;
+    async fn next_token(&mut self, tokens: &[u32], sampler: &mut Sampler) -> Result<u32, EngineError> {
+        let mut logits = self.forward_last(tokens).await?;
         Ok(sampler.sample(&mut logits))
     }
 
@@ -98,7 +101,7 @@ impl Backend for CpuBackend {
         }
         self.cache.len = len;
     }
-    fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+    async fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
         let vocab = self.model.config.vocab_size;
         let all = self.forward_all(tokens)?;
         Ok(all[all.len() - vocab..].to_vec())
@@ -138,8 +141,8 @@ pub struct Reply {
 /// the first `reuse` tokens are already in the backend's cache (0 for a fresh start). `on_text`
 /// gets each complete piece of text as it is produced and returns false to stop early.
 #[allow(clippy::too_many_arguments)]
-pub fn generate(
-    backend: &mut dyn Backend,
+pub async fn generate<B: Backend>(
+    backend: &mut B,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     reuse: usize,
@@ -168,7 +171,7 @@ pub fn generate(
         if backend.position() + input.len() > backend.context_len() {
             break;
         }
-        let next = backend.next_token(&input, &mut sampler)?;
+        let next = backend.next_token(&input, &mut sampler).await?;
         if tokens.is_empty() {
             t_first = clock();
             stats.prefill_seconds = t_first - t0;
@@ -223,9 +226,9 @@ impl ChatSession {
 
     /// Add a user message and generate the assistant's reply.
     #[allow(clippy::too_many_arguments)]
-    pub fn say(
+    pub async fn say<B: Backend>(
         &mut self,
-        backend: &mut dyn Backend,
+        backend: &mut B,
         tokenizer: &Tokenizer,
         template: &ChatTemplate,
         user: &str,
@@ -246,7 +249,7 @@ impl ChatSession {
         // A cache that no longer matches (another backend user) is not reused.
         let cached = if backend.position() == self.cached.len() { self.cached.as_slice() } else { &[] };
         let reuse = cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
-        let reply = generate(backend, tokenizer, &prompt, reuse, params, max_tokens, clock, on_text);
+        let reply = generate(backend, tokenizer, &prompt, reuse, params, max_tokens, clock, on_text).await;
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {

@@ -259,16 +259,16 @@ struct Slot<T> {
     waker: Option<Waker>,
 }
 
-struct Sender<T>(Arc<Mutex<Slot<T>>>);
-struct Receiver<T>(Arc<Mutex<Slot<T>>>);
+pub(crate) struct Sender<T>(Arc<Mutex<Slot<T>>>);
+pub(crate) struct Receiver<T>(Arc<Mutex<Slot<T>>>);
 
-fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+pub(crate) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
     let slot = Arc::new(Mutex::new(Slot { value: None, waker: None }));
     (Sender(slot.clone()), Receiver(slot))
 }
 
 impl<T> Sender<T> {
-    fn send(self, value: T) {
+    pub(crate) fn send(self, value: T) {
         if let Ok(mut s) = self.0.lock() {
             s.value = Some(value);
             if let Some(w) = s.waker.take() {

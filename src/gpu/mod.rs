@@ -13,9 +13,11 @@
 //! engine as exact as the CPU reference. No subgroups either: reductions go through workgroup
 //! memory.
 
+pub mod backend;
 pub mod buffers;
 pub mod device;
 pub mod kernels;
+pub mod model;
 pub mod ops;
 pub mod weights;
 

@@ -3,7 +3,10 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hearth::chat::{ChatTemplate, Message};
-use hearth::engine::{self, Backend, CpuBackend};
+use hearth::engine::{self, Backend, CpuBackend, EngineError};
+use hearth::gpu::backend::GpuBackend;
+use hearth::gpu::{Gpu, GpuOptions};
+use hearth::sampling::Sampler;
 use hearth::gguf::GgufFile;
 use hearth::model::config::LlamaConfig;
 use hearth::model::loader;
@@ -66,6 +69,18 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// Measure load time, prefill and decode speed; with --json the last line is one JSON object.
+    Bench {
+        model: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_enum, default_value_t = Device::Gpu)]
+        device: Device,
     },
 }
 
@@ -152,6 +167,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logits { model, tokens, out, device } => logits(&model, &tokens, &out, device),
         Command::Generate(args) => generate(args),
         Command::Chat { model, system, sampling, max_tokens, run } => chat(&model, system, &sampling, max_tokens, &run),
+        Command::Bench { model, prompt_tokens, gen_tokens, json, device } => bench(&model, prompt_tokens, gen_tokens, json, device),
     }
 }
 
@@ -210,14 +226,65 @@ fn tokenize(path: &Path, text: Option<String>, input: Option<PathBuf>, bos: bool
     Ok(())
 }
 
-fn open_backend(path: &Path, run: &RunArgs) -> Result<Box<dyn Backend>> {
+/// The device a command runs on.
+enum AnyBackend {
+    Cpu(CpuBackend),
+    Gpu(Box<GpuBackend>, Gpu),
+}
+
+impl Backend for AnyBackend {
+    fn config(&self) -> &LlamaConfig {
+        match self {
+            AnyBackend::Cpu(b) => b.config(),
+            AnyBackend::Gpu(b, _) => b.config(),
+        }
+    }
+    fn context_len(&self) -> usize {
+        match self {
+            AnyBackend::Cpu(b) => b.context_len(),
+            AnyBackend::Gpu(b, _) => b.context_len(),
+        }
+    }
+    fn position(&self) -> usize {
+        match self {
+            AnyBackend::Cpu(b) => b.position(),
+            AnyBackend::Gpu(b, _) => b.position(),
+        }
+    }
+    fn rewind(&mut self, len: usize) {
+        match self {
+            AnyBackend::Cpu(b) => b.rewind(len),
+            AnyBackend::Gpu(b, _) => b.rewind(len),
+        }
+    }
+    async fn forward_last(&mut self, tokens: &[u32]) -> std::result::Result<Vec<f32>, EngineError> {
+        match self {
+            AnyBackend::Cpu(b) => b.forward_last(tokens).await,
+            AnyBackend::Gpu(b, _) => b.forward_last(tokens).await,
+        }
+    }
+    async fn next_token(&mut self, tokens: &[u32], sampler: &mut Sampler) -> std::result::Result<u32, EngineError> {
+        match self {
+            AnyBackend::Cpu(b) => b.next_token(tokens, sampler).await,
+            AnyBackend::Gpu(b, _) => b.next_token(tokens, sampler).await,
+        }
+    }
+}
+
+fn open_backend(path: &Path, run: &RunArgs) -> Result<AnyBackend> {
+    let header = read_header(path)?;
+    let config = LlamaConfig::from_gguf(&header).map_err(|e| format!("{}: {e}", path.display()))?;
+    let context = context_len(&config, run.context)?;
     match run.device {
         Device::Cpu => {
             let (model, _) = ReferenceModel::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let context = context_len(&model.config, run.context)?;
-            Ok(Box::new(CpuBackend::new(model, context)))
+            Ok(AnyBackend::Cpu(CpuBackend::new(model, context)))
         }
-        Device::Gpu => Err("--device gpu is not available in this build yet; use --device cpu".into()),
+        Device::Gpu => {
+            let gpu = Gpu::new_blocking(&GpuOptions::default())?;
+            let backend = GpuBackend::load_file(path, &gpu, Some(context as u64), |_, _, _| {})?;
+            Ok(AnyBackend::Gpu(Box::new(backend), gpu))
+        }
     }
 }
 
@@ -236,15 +303,15 @@ fn logits(path: &Path, tokens: &[u32], out: &Path, device: Device) -> Result<()>
         return Err("--tokens needs at least one id".into());
     }
     let run = RunArgs { device, context: None };
-    let all = match device {
-        Device::Cpu => {
-            let (model, _) = ReferenceModel::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let context = context_len(&model.config, Some(tokens.len().max(1)).filter(|&n| n <= model.config.context_length))?;
-            CpuBackend::new(model, context).forward_all(tokens)?
-        }
-        Device::Gpu => {
-            open_backend(path, &run)?;
-            unreachable!("open_backend refuses gpu for now")
+    let all = match open_backend(path, &run)? {
+        AnyBackend::Cpu(mut cpu) => cpu.forward_all(tokens)?,
+        // The GPU graph yields the last position's logits: run one position at a time.
+        AnyBackend::Gpu(mut gpu, _) => {
+            let mut all = Vec::new();
+            for &t in tokens {
+                all.extend(pollster::block_on(gpu.forward_last(&[t]))?);
+            }
+            all
         }
     };
     let vocab = all.len() / tokens.len();
@@ -289,7 +356,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         let _ = out.flush();
         true
     };
-    let reply = engine::generate(backend.as_mut(), &tok, &prompt, 0, &args.sampling.params(), args.max_tokens, &clock(), &mut print)?;
+    let reply = pollster::block_on(engine::generate(&mut backend, &tok, &prompt, 0, &args.sampling.params(), args.max_tokens, &clock(), &mut print))?;
     println!();
     if args.json {
         println!("{}", json!({"tokens": reply.tokens, "text": reply.text}));
@@ -334,8 +401,65 @@ fn chat(path: &Path, system: Option<String>, sampling: &SamplingArgs, max_tokens
             let _ = out.flush();
             true
         };
-        let reply = session.say(backend.as_mut(), &tok, &template, line, &params, max_tokens, &clock, &mut print)?;
+        let reply = pollster::block_on(session.say(&mut backend, &tok, &template, line, &params, max_tokens, &clock, &mut print))?;
         println!();
         eprintln!("[{:.1} tok/s]", reply.stats.decode_tok_s());
     }
+}
+
+fn bench(path: &Path, prompt_tokens: usize, gen_tokens: usize, json: bool, device: Device) -> Result<()> {
+    if prompt_tokens == 0 || gen_tokens == 0 {
+        return Err("--prompt-tokens and --gen-tokens must be at least 1".into());
+    }
+    let file_bytes = std::fs::metadata(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?.len();
+    let header = read_header(path)?;
+    let tensor_bytes = header.tensor_bytes();
+    let t0 = Instant::now();
+    let context = RunArgs { device, context: Some(prompt_tokens + gen_tokens) };
+    let mut backend = open_backend(path, &context)?;
+    let load_seconds = t0.elapsed().as_secs_f64();
+    // A prompt of ordinary token ids (cycling through the low vocabulary).
+    let vocab = backend.config().vocab_size as u32;
+    let prompt: Vec<u32> = (0..prompt_tokens as u32).map(|i| (1000 + i * 7) % vocab).collect();
+    let mut sampler = Sampler::new(hearth::sampling::SamplingParams::greedy());
+    let t1 = Instant::now();
+    let mut next = pollster::block_on(backend.next_token(&prompt, &mut sampler))?;
+    let prefill_seconds = t1.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    for _ in 1..gen_tokens {
+        next = pollster::block_on(backend.next_token(&[next], &mut sampler))?;
+    }
+    let decode_seconds = t2.elapsed().as_secs_f64();
+    let decode_tok_s = (gen_tokens - 1) as f64 / decode_seconds.max(1e-9);
+    let prefill_tok_s = prompt_tokens as f64 / prefill_seconds.max(1e-9);
+    let (adapter, dispatches, submits, readback, gpu_bytes) = match &backend {
+        AnyBackend::Cpu(_) => (json!({"name": "CPU reference", "backend": "cpu"}), 0, 0, 0, 0),
+        AnyBackend::Gpu(b, gpu) => {
+            let r = gpu.report();
+            (json!({"name": r.adapter, "backend": r.backend, "device_type": r.device_type, "driver": r.driver}),
+             b.model.dispatches_per_token(), 1, 4, b.model.weights.gpu_bytes())
+        }
+    };
+    let report = json!({
+        "model": path.display().to_string(),
+        "device": if device == Device::Gpu { "gpu" } else { "cpu" },
+        "adapter": adapter,
+        "load_seconds": load_seconds,
+        "prompt_tokens": prompt_tokens,
+        "gen_tokens": gen_tokens,
+        "prefill_tok_s": prefill_tok_s,
+        "decode_tok_s": decode_tok_s,
+        "dispatches_per_token": dispatches,
+        "submits_per_token": submits,
+        "readback_bytes_per_token": readback,
+        "weight_gpu_bytes": gpu_bytes,
+        "weight_file_bytes": tensor_bytes,
+        "file_bytes": file_bytes,
+    });
+    if json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
 }
