@@ -112,7 +112,8 @@ impl Store {
             }
             None => None,
         };
-        let shard_size = previous.as_ref().map_or(shard_size, |r| r.shard_size);
+        let requested_shard_size = shard_size;
+        let mut shard_size = previous.as_ref().map_or(shard_size, |r| r.shard_size);
         let resume_at = previous.as_ref().map_or(0, ModelRecord::stored_bytes);
         let aborted_at = |stored: u64, total: u64| StoreError::Aborted { id: id.into(), stored, total };
         let check = |e: StoreError, stored: u64, total: u64| if signal.aborted() { aborted_at(stored, total) } else { e };
@@ -126,6 +127,7 @@ impl Store {
                 // with: splicing would corrupt the model, so start over.
                 self.remove(id).await?;
                 previous = None;
+                shard_size = requested_shard_size;
                 if opened.start != 0 {
                     drop(opened);
                     opened = opener.open(0, shard_size).await.map_err(|e| check(e, 0, prev_total))?;
