@@ -51,7 +51,7 @@ pub enum GgufError {
     #[error("GGUF metadata key {key:?} should be {expected}")]
     WrongType { key: String, expected: &'static str },
     #[error("GGUF general.alignment is {0}; it must be a non-zero multiple of 8")]
-    BadAlignment(u64),
+    BadAlignment(i128),
     #[error("tensor {tensor:?} has unknown ggml type id {type_id}")]
     UnknownTensorType { tensor: String, type_id: u32 },
     #[error("tensor {tensor:?} uses ggml type {ty}, which Hearth does not support (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K); use a file quantized to one of these")]
@@ -68,6 +68,8 @@ pub enum GgufError {
     TensorOutOfBounds { tensor: String, end: u64, file_len: u64 },
     #[error("tensor {0:?} appears twice")]
     DuplicateTensor(String),
+    #[error("tensors {first:?} and {second:?} overlap in the file")]
+    TensorOverlap { first: String, second: String },
 }
 
 /// One tensor's description, with its absolute position in the file.
@@ -248,26 +250,28 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Check that `count` elements of at least `min_size` bytes each can still fit in the file,
-    /// and return a capacity that is safe to reserve for them from what is in the buffer.
+    /// Check that `count` elements of at least `min_size` bytes each fit in the file, the header
+    /// limit and the buffer, and return `count` as a capacity that is then safe to reserve: it is
+    /// at most the buffer's length, whatever the file claims.
     fn count_fits(&self, count: u64, min_size: u64, what: &dyn Fn() -> String) -> Result<usize, Stop> {
+        debug_assert!(min_size > 0);
         let total = count.checked_mul(min_size).ok_or_else(|| GgufError::Overflow { what: what() })?;
-        self.want(0, what)?;
-        let end = self.pos.checked_add(total).ok_or_else(|| GgufError::Overflow { what: what() })?;
-        if end > self.file_len {
-            return Err(GgufError::Truncated { what: what(), needed: end, file_len: self.file_len }.into());
-        }
-        let in_buffer = (self.buf.len() as u64).saturating_sub(self.pos) / min_size.max(1);
-        Ok(count.min(in_buffer) as usize)
+        self.want(total, what)?;
+        Ok(count as usize)
     }
 }
 
 fn parse_inner(r: &mut Reader) -> Result<GgufFile, Stop> {
     let magic: [u8; 4] = match r.array(&|| "magic".into()) {
         Ok(m) => m,
-        // A file shorter than 4 bytes cannot be GGUF; say so rather than "truncated".
+        // A file shorter than 4 bytes cannot be GGUF: say so, with its bytes, rather than
+        // "truncated". Ask for all of them first, so that a prefix answers as the whole file does.
         Err(Stop::Error(GgufError::Truncated { .. })) => {
-            return Err(GgufError::BadMagic { found: r.buf.to_vec() }.into())
+            let file_len = r.file_len as usize;
+            if r.buf.len() < file_len {
+                return Err(Stop::NeedMore(r.file_len));
+            }
+            return Err(GgufError::BadMagic { found: r.buf[..file_len].to_vec() }.into());
         }
         Err(e) => return Err(e),
     };
@@ -299,7 +303,7 @@ fn parse_inner(r: &mut Reader) -> Result<GgufFile, Stop> {
         None => DEFAULT_ALIGNMENT,
         Some(v) => match v.as_int() {
             Some(a) if a > 0 && a % 8 == 0 && a <= u32::MAX as i128 => a as u64,
-            Some(a) => return Err(GgufError::BadAlignment(a.max(0) as u64).into()),
+            Some(a) => return Err(GgufError::BadAlignment(a).into()),
             None => {
                 return Err(GgufError::WrongType { key: "general.alignment".into(), expected: "an integer" }.into())
             }
@@ -336,6 +340,7 @@ fn parse_inner(r: &mut Reader) -> Result<GgufFile, Stop> {
         tensor_index.insert(info.name.clone(), tensors.len());
         tensors.push(info);
     }
+    check_no_overlap(&tensors)?;
     Ok(GgufFile {
         version,
         metadata,
@@ -382,6 +387,17 @@ fn check_tensor(
         return Err(GgufError::TensorOutOfBounds { tensor: name, end, file_len });
     }
     Ok(TensorInfo { name, dims, ty, offset, size })
+}
+
+/// Tensors sharing bytes would let a header describe far more data than the file holds (the
+/// loaders size buffers by `size`, and `tensor_bytes` could overflow); llama.cpp never writes them.
+fn check_no_overlap(tensors: &[TensorInfo]) -> Result<(), GgufError> {
+    let mut by_offset: Vec<&TensorInfo> = tensors.iter().collect();
+    by_offset.sort_unstable_by_key(|t| t.offset);
+    match by_offset.windows(2).find(|w| w[0].end() > w[1].offset) {
+        Some(w) => Err(GgufError::TensorOverlap { first: w[0].name.clone(), second: w[1].name.clone() }),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn align_up(x: u64, alignment: u64) -> Option<u64> {
