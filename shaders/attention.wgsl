@@ -4,11 +4,18 @@
 // keys of one head are contiguous and a query head streams through them in order.
 //
 // kv_append: writes k and v of T new tokens at positions step.pos + t.
-// attention: query token t (at position step.pos + t) of head h attends over positions
-// 0 ..= step.pos + t of kv head h / (n_heads / n_kv_heads), scores scaled by 1/sqrt(head_dim).
-// One workgroup per (head, token) walks the positions in tiles of 64 with an online softmax
-// (running max m and sum l; earlier partial sums are rescaled by exp(m_old - m_new)), so
-// workgroup memory does not grow with the context.
+// attention (two passes, as in flash-decoding, so long contexts spread over many workgroups
+// instead of one per head): query token t (at position step.pos + t) of head h attends over
+// positions 0 ..= step.pos + t of kv head h / (n_heads / n_kv_heads), scores scaled by
+// 1/sqrt(head_dim).
+//   attention_part: one workgroup per (head, chunk of `chunk` positions, token) walks its
+//     chunk in tiles of 64 with an online softmax (running max m and sum l; earlier partial
+//     sums are rescaled by exp(m_old - m_new)) and stores (m, l, unnormalised output).
+//     Chunks past the attended positions store (-max, 0) and stop at once, so the dispatch
+//     is sized for the whole cache but costs nothing beyond the current position.
+//   attention_combine: one workgroup per (head, token) merges the chunks:
+//     out = sum_c o_c exp(m_c - M) / sum_c l_c exp(m_c - M), M = max_c m_c.
+// Workgroup memory never grows with the context.
 
 struct Params {
     n_heads: u32,
@@ -17,8 +24,8 @@ struct Params {
     ctx: u32,      // positions the cache holds
     n_tokens: u32, // T
     scale: f32,    // 1 / sqrt(head_dim)
-    _pad0: u32,
-    _pad1: u32,
+    chunk: u32,    // positions per attention_part workgroup (a multiple of WG)
+    n_chunks: u32, // ceil(ctx / chunk)
 }
 
 @group(0) @binding(0) var<storage, read> QN: array<f32>;        // attention: [T][n_heads][head_dim] (after RoPE)
@@ -29,6 +36,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> OUT: array<f32>; // attention: [T][n_heads][head_dim]
 @group(0) @binding(6) var<uniform> P: Params;
 @group(0) @binding(7) var<uniform> S: Step;
+@group(0) @binding(8) var<storage, read_write> PART: array<f32>; // [T][n_heads][n_chunks][2 + head_dim]: m, l, o
 
 const WG: u32 = 64u;
 const MAX_HEAD_DIM: u32 = 256u;
@@ -89,14 +97,33 @@ fn reduce_sum(lid: u32, v: f32) -> f32 {
     return r;
 }
 
-// Dispatch (n_heads, T, 1).
+// Positions attended by token t, and where its partial results start for head h, chunk c.
+fn attended(t: u32) -> u32 {
+    return min(S.pos + t + 1u, P.ctx);
+}
+fn part_base(t: u32, h: u32, c: u32) -> u32 {
+    return ((t * P.n_heads + h) * P.n_chunks + c) * (2u + P.head_dim);
+}
+
+// Dispatch (n_heads, n_chunks, T).
 @compute @workgroup_size(64)
-fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn attention_part(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
-    let t = wid.y;
+    let c = wid.y;
+    let t = wid.z;
     let hd = P.head_dim;
+    let n = attended(t);
+    let pb = part_base(t, h, c);
+    let p0 = c * P.chunk;
+    if (p0 >= n) {
+        if (lid == 0u) {
+            PART[pb] = -F32_MAX;
+            PART[pb + 1u] = 0.0;
+        }
+        return;
+    }
+    let p1 = min(p0 + P.chunk, n);
     let kv_base = (h / (P.n_heads / P.n_kv_heads)) * P.ctx * hd;
-    let n = min(S.pos + t + 1u, P.ctx); // positions attended
     let q_base = (t * P.n_heads + h) * hd;
     for (var d = lid; d < hd; d += WG) {
         q_sh[d] = QN[q_base + d];
@@ -106,11 +133,11 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     var m = -F32_MAX; // running max of the scores
     var l = 0.0;      // running sum of exp(score - m)
     var o: array<f32, DIMS_PER_THREAD>; // this thread's output dims lid + WG * c, unnormalised
-    for (var t0 = 0u; t0 < n; t0 += WG) {
+    for (var t0 = p0; t0 < p1; t0 += WG) {
         // Score of position t0 + lid.
         let p = t0 + lid;
         var s = -F32_MAX;
-        if (p < n) {
+        if (p < p1) {
             let kb = kv_base + p * hd;
             var acc = 0.0;
             for (var d = 0u; d < hd; d++) {
@@ -120,30 +147,61 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         }
         let m_new = max(m, reduce_max(lid, s));
         var e = 0.0;
-        if (p < n) {
+        if (p < p1) {
             e = exp(s - m_new);
         }
         w_sh[lid] = e;
         let corr = exp(m - m_new);
         l = l * corr + reduce_sum(lid, e); // reduce_sum's barriers also publish w_sh
-        let count = min(WG, n - t0);
-        for (var c = 0u; c < DIMS_PER_THREAD; c++) {
-            let d = lid + c * WG;
+        let count = min(WG, p1 - t0);
+        for (var k = 0u; k < DIMS_PER_THREAD; k++) {
+            let d = lid + k * WG;
             if (d < hd) {
-                var acc = o[c] * corr;
+                var acc = o[k] * corr;
                 for (var j = 0u; j < count; j++) {
                     acc += w_sh[j] * VC[kv_base + (t0 + j) * hd + d];
                 }
-                o[c] = acc;
+                o[k] = acc;
             }
         }
         m = m_new;
         workgroupBarrier(); // w_sh is rewritten by the next tile
     }
-    for (var c = 0u; c < DIMS_PER_THREAD; c++) {
-        let d = lid + c * WG;
+    if (lid == 0u) {
+        PART[pb] = m;
+        PART[pb + 1u] = l;
+    }
+    for (var k = 0u; k < DIMS_PER_THREAD; k++) {
+        let d = lid + k * WG;
         if (d < hd) {
-            OUT[q_base + d] = o[c] / l;
+            PART[pb + 2u + d] = o[k];
         }
+    }
+}
+
+// Dispatch (n_heads, T, 1).
+@compute @workgroup_size(64)
+fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wid.x;
+    let t = wid.y;
+    let hd = P.head_dim;
+    let nc = (attended(t) + P.chunk - 1u) / P.chunk;
+    var mx = -F32_MAX;
+    for (var c = 0u; c < nc; c++) {
+        mx = max(mx, PART[part_base(t, h, c)]);
+    }
+    var l = 0.0;
+    for (var c = 0u; c < nc; c++) {
+        let pb = part_base(t, h, c);
+        l += PART[pb + 1u] * exp(PART[pb] - mx);
+    }
+    let q_base = (t * P.n_heads + h) * hd;
+    for (var d = lid; d < hd; d += WG) {
+        var acc = 0.0;
+        for (var c = 0u; c < nc; c++) {
+            let pb = part_base(t, h, c);
+            acc += PART[pb + 2u + d] * exp(PART[pb] - mx);
+        }
+        OUT[q_base + d] = acc / l;
     }
 }

@@ -391,23 +391,31 @@ fn kv_append_and_attention_at_many_lengths() {
     let k = kernels();
     let gpu = &k.gpu;
     let mut rng = Rng(19);
-    for &(heads, kv_heads, hd) in &[(8usize, 2usize, 64usize), (4, 4, 128), (6, 2, 200)] {
-        let ctx = 300usize;
+    for &(heads, kv_heads, hd, ctx) in &[(8usize, 2usize, 64usize, 300usize), (4, 4, 128, 300), (6, 2, 200, 300), (2, 1, 64, 20_000)] {
         let cache = KvCache::new(gpu, 2, kv_heads as u64, hd as u64, ctx as u64).unwrap();
-        // Fill layer 1 through kv_append, 3 tokens at a time, so both kernels are exercised.
+        // Fill layer 1: 300 positions through kv_append, 3 tokens at a time, the rest written
+        // in the documented layout [kv_head][ctx][head_dim].
         let kv_dim = kv_heads * hd;
         let (kall, vall) = (rng.vec(ctx * kv_dim), rng.vec(ctx * kv_dim));
         let step = StepUniform::new(gpu);
         let (kb, vb) = (GpuBuffer::new(gpu, (3 * kv_dim) as u64, "k").unwrap(), GpuBuffer::new(gpu, (3 * kv_dim) as u64, "v").unwrap());
         let append = block_on(k.kv_append(&kb, &vb, &cache, 1, &step, 3)).unwrap();
-        for p0 in (0..ctx).step_by(3) {
+        let (kc_buf, vc_buf) = &cache.layers[1];
+        for p in 300..ctx {
+            for h in 0..kv_heads {
+                let at = ((h * ctx + p) * hd) as u64;
+                kc_buf.write(gpu, at, bytemuck::cast_slice(&kall[p * kv_dim + h * hd..][..hd])).unwrap();
+                vc_buf.write(gpu, at, bytemuck::cast_slice(&vall[p * kv_dim + h * hd..][..hd])).unwrap();
+            }
+        }
+        for p0 in (0..300).step_by(3) {
             step.write(gpu, Step { pos: p0 as u32, ..Default::default() });
             kb.write(gpu, 0, bytemuck::cast_slice(&kall[p0 * kv_dim..(p0 + 3) * kv_dim])).unwrap();
             vb.write(gpu, 0, bytemuck::cast_slice(&vall[p0 * kv_dim..(p0 + 3) * kv_dim])).unwrap();
             block_on(k.run(&[&append])).unwrap();
         }
         let kc = read_f32(gpu, &cache.layers[1].0);
-        for (p, i) in [(0, 0), (17, kv_dim - 1), (299, hd + 3)] {
+        for (p, i) in [(0, 0), (17, kv_dim - 1), (299, (hd + 3) % kv_dim)] {
             assert_eq!(kc[((i / hd) * ctx + p) * hd + i % hd], kall[p * kv_dim + i], "cache layout");
         }
 
@@ -415,7 +423,8 @@ fn kv_append_and_attention_at_many_lengths() {
         let q = GpuBuffer::new(gpu, (t * heads * hd) as u64, "q").unwrap();
         let out = GpuBuffer::new(gpu, (t * heads * hd) as u64, "out").unwrap();
         let op = block_on(k.attention(&q, &cache, 1, &out, heads as u64, &step, t as u64)).unwrap();
-        for pos in [0usize, 1, 63, 64, 65, 130, 298] {
+        // Tiles are 64 positions; chunks 256 (320 at ctx 20000: 63 chunks).
+        for pos in [0usize, 1, 63, 64, 65, 130, 255, 256, 298, 1000, 19_998].into_iter().filter(|&p| p + 1 < ctx) {
             let qv: Vec<f32> = rng.vec(t * heads * hd).iter().map(|v| v * 3.0).collect();
             q.write(gpu, 0, bytemuck::cast_slice(&qv)).unwrap();
             step.write(gpu, Step { pos: pos as u32, ..Default::default() });

@@ -29,7 +29,7 @@ pub enum Shader {
     Elementwise,
     /// `rope`.
     Rope,
-    /// `kv_append`, `attention`.
+    /// `kv_append`, `attention_part`, `attention_combine`.
     Attention,
     /// `argmax`, `sample`.
     Sample,
@@ -72,11 +72,33 @@ pub struct Kernels {
     pub gpu: Gpu,
     modules: Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    /// The largest scratch buffer handed out so far (see [`Kernels::scratch`]).
+    scratch: Mutex<Option<wgpu::Buffer>>,
 }
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Self {
-        Self { gpu: gpu.clone(), modules: Mutex::default(), pipelines: Mutex::default() }
+        Self { gpu: gpu.clone(), modules: Mutex::default(), pipelines: Mutex::default(), scratch: Mutex::default() }
+    }
+
+    /// A storage buffer of at least `bytes` for results that live only within one op (the
+    /// attention's per-chunk partials). Dispatches run in submission order, so every op can
+    /// share one: ops reuse the largest so far instead of each layer holding its own.
+    pub(crate) fn scratch(&self, bytes: u64) -> wgpu::Buffer {
+        let mut s = lock(&self.scratch);
+        match &*s {
+            Some(b) if b.size() >= bytes => b.clone(),
+            _ => {
+                let b = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("op scratch"),
+                    size: bytes.next_multiple_of(4).max(4),
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                });
+                *s = Some(b.clone());
+                b
+            }
+        }
     }
 
     /// The pipeline for `entry` of `shader` (specialised to `wtype` for weight-reading
@@ -184,26 +206,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// One recorded dispatch.
 struct Dispatch {
+    pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
 }
 
-/// A kernel ready to run: its pipeline, and one bind group + workgroup count per dispatch
-/// (a matvec over a row-split tensor dispatches once per part). Built once at load; recording
-/// allocates nothing.
+/// A kernel ready to run: its dispatches in order, each a pipeline, a bind group and a
+/// workgroup count (a matvec over a row-split tensor dispatches once per part; attention
+/// runs a partial pass and a combining pass). Built once at load; recording allocates nothing.
 pub struct Op {
     pub name: String,
-    pipeline: Arc<wgpu::ComputePipeline>,
     dispatches: Vec<Dispatch>,
 }
 
 impl Op {
-    pub(crate) fn new(name: impl Into<String>, pipeline: Arc<wgpu::ComputePipeline>) -> Self {
-        Self { name: name.into(), pipeline, dispatches: Vec::new() }
+    pub(crate) fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), dispatches: Vec::new() }
     }
 
-    pub(crate) fn push(&mut self, bind_group: wgpu::BindGroup, groups: [u32; 3]) {
-        self.dispatches.push(Dispatch { bind_group, groups });
+    pub(crate) fn push(&mut self, pipeline: &Arc<wgpu::ComputePipeline>, bind_group: wgpu::BindGroup, groups: [u32; 3]) {
+        self.dispatches.push(Dispatch { pipeline: pipeline.clone(), bind_group, groups });
     }
 
     pub fn dispatch_count(&self) -> usize {
@@ -212,8 +234,12 @@ impl Op {
 
     /// Record this op's dispatches into `pass`.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
+        let mut current: Option<&Arc<wgpu::ComputePipeline>> = None;
         for d in &self.dispatches {
+            if !current.is_some_and(|p| Arc::ptr_eq(p, &d.pipeline)) {
+                pass.set_pipeline(&d.pipeline);
+                current = Some(&d.pipeline);
+            }
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
         }

@@ -26,11 +26,22 @@ struct AttnParams {
     ctx: u32,
     n_tokens: u32,
     scale: f32,
-    _pad: [u32; 2],
+    chunk: u32,
+    n_chunks: u32,
 }
 
 /// WGSL `attention.wgsl::MAX_HEAD_DIM`.
 pub const MAX_HEAD_DIM: u64 = 256;
+/// Attention splits the cache into at most this many chunks of at least
+/// [`MIN_ATTENTION_CHUNK`] positions, each its own workgroup per head.
+pub const MAX_ATTENTION_CHUNKS: u64 = 64;
+pub const MIN_ATTENTION_CHUNK: u64 = 256;
+
+/// (positions per chunk, chunks) for a cache of `ctx` positions.
+fn attention_chunks(ctx: u64) -> (u64, u64) {
+    let chunk = ctx.div_ceil(MAX_ATTENTION_CHUNKS).next_multiple_of(64).max(MIN_ATTENTION_CHUNK);
+    (chunk, ctx.div_ceil(chunk).max(1))
+}
 
 /// The frequency tables one model's RoPE ops share: `inv_freq[i] = base^(-2i / rope_dim)`
 /// (computed here in f64), and the divisors from `rope_freqs.weight` or ones.
@@ -112,7 +123,7 @@ impl Kernels {
             n_tokens: n_tokens as u32,
         };
         let uniform = self.uniform("rope params", &params);
-        let mut op = Op::new(format!("rope {}", x.label), pipeline.clone());
+        let mut op = Op::new(format!("rope {}", x.label));
         let bg = self.bind(
             &op.name,
             &pipeline,
@@ -125,7 +136,7 @@ impl Kernels {
             ],
         );
         let (gx, gy) = self.gpu.grid(threads.div_ceil(64), OP)?;
-        op.push(bg, [gx, gy, 1]);
+        op.push(&pipeline, bg, [gx, gy, 1]);
         scope.check("binding rope").await?;
         Ok(op)
     }
@@ -142,7 +153,7 @@ impl Kernels {
         let pipeline = self.pipeline(Shader::Attention, None, "kv_append").await?;
         let scope = self.gpu.scope();
         let uniform = self.uniform("kv_append params", &attn_params(cache, cache.n_kv_heads, n_tokens)?);
-        let mut op = Op::new(format!("kv_append {layer}"), pipeline.clone());
+        let mut op = Op::new(format!("kv_append {layer}"));
         let bg = self.bind(
             &op.name,
             &pipeline,
@@ -156,7 +167,7 @@ impl Kernels {
             ],
         );
         let (gx, gy) = self.gpu.grid(n.div_ceil(64), OP)?;
-        op.push(bg, [gx, gy, 1]);
+        op.push(&pipeline, bg, [gx, gy, 1]);
         scope.check("binding kv_append").await?;
         Ok(op)
     }
@@ -185,23 +196,36 @@ impl Kernels {
         check_len(OP, "q", q, n)?;
         check_len(OP, "out", out, n)?;
         u32_of(OP, "values", n)?;
-        let pipeline = self.pipeline(Shader::Attention, None, "attention").await?;
+        let (_, n_chunks) = attention_chunks(cache.ctx);
+        let scratch_bytes = n_tokens * n_heads * n_chunks * (2 + cache.head_dim) * 4;
+        if scratch_bytes > self.gpu.binding_limit() {
+            return Err(GpuError::TooLarge { what: format!("attention partials for {n_tokens} tokens"), bytes: scratch_bytes, limit: self.gpu.binding_limit() });
+        }
+        let part = self.pipeline(Shader::Attention, None, "attention_part").await?;
+        let combine = self.pipeline(Shader::Attention, None, "attention_combine").await?;
         let scope = self.gpu.scope();
         let uniform = self.uniform("attention params", &attn_params(cache, n_heads, n_tokens)?);
-        let mut op = Op::new(format!("attention {layer}"), pipeline.clone());
+        let scratch = self.scratch(scratch_bytes);
+        let mut op = Op::new(format!("attention {layer}"));
         let bg = self.bind(
             &op.name,
-            &pipeline,
+            &part,
             &[
                 (0, q.binding()),
                 (3, kc.binding()),
                 (4, vc.binding()),
-                (5, out.binding()),
                 (6, uniform.as_entire_binding()),
                 (7, step.buffer.as_entire_binding()),
+                (8, scratch.as_entire_binding()),
             ],
         );
-        op.push(bg, [n_heads as u32, n_tokens as u32, 1]);
+        op.push(&part, bg, [n_heads as u32, n_chunks as u32, n_tokens as u32]);
+        let bg = self.bind(
+            &op.name,
+            &combine,
+            &[(5, out.binding()), (6, uniform.as_entire_binding()), (7, step.buffer.as_entire_binding()), (8, scratch.as_entire_binding())],
+        );
+        op.push(&combine, bg, [n_heads as u32, n_tokens as u32, 1]);
         scope.check("binding attention").await?;
         Ok(op)
     }
@@ -215,6 +239,7 @@ fn attn_params(cache: &KvCache, n_heads: u64, n_tokens: u64) -> Result<AttnParam
         ctx: u32_of("attention", "context", cache.ctx)?,
         n_tokens: u32_of("attention", "tokens", n_tokens)?,
         scale: 1.0 / (cache.head_dim as f32).sqrt(),
-        _pad: [0; 2],
+        chunk: attention_chunks(cache.ctx).0 as u32,
+        n_chunks: attention_chunks(cache.ctx).1 as u32,
     })
 }

@@ -38,14 +38,14 @@ impl Kernels {
         let pipeline = self.pipeline(Shader::Norm, None, "rms_norm").await?;
         let scope = self.gpu.scope();
         let uniform = self.uniform("rms_norm params", &NormParams { n: n as u32, rows: rows as u32, eps, _pad: 0 });
-        let mut op = Op::new(format!("rms_norm {}", w.name), pipeline.clone());
+        let mut op = Op::new(format!("rms_norm {}", w.name));
         let bg = self.bind(
             &op.name,
             &pipeline,
             &[(0, x.binding()), (1, w.parts[0].buffer.as_entire_binding()), (2, y.binding()), (3, uniform.as_entire_binding())],
         );
         let (gx, gy) = self.gpu.grid(rows, OP)?;
-        op.push(bg, [gx, gy, 1]);
+        op.push(&pipeline, bg, [gx, gy, 1]);
         scope.check("binding rms_norm").await?;
         Ok(op)
     }
@@ -66,10 +66,10 @@ impl Kernels {
         let pipeline = self.pipeline(Shader::Elementwise, None, entry).await?;
         let scope = self.gpu.scope();
         let uniform = self.uniform(&format!("{entry} params"), &EwParams { n: u32_of(entry, "n", n)?, _pad: [0; 3] });
-        let mut op = Op::new(format!("{entry} {} {}", a.label, b.label), pipeline.clone());
+        let mut op = Op::new(format!("{entry} {} {}", a.label, b.label));
         let bg = self.bind(&op.name, &pipeline, &[(0, a.binding()), (1, b.binding()), (2, uniform.as_entire_binding())]);
         let (gx, gy) = self.gpu.grid(n.div_ceil(256), entry)?;
-        op.push(bg, [gx, gy, 1]);
+        op.push(&pipeline, bg, [gx, gy, 1]);
         scope.check(&format!("binding {entry}")).await?;
         Ok(op)
     }

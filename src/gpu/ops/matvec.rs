@@ -77,7 +77,7 @@ impl Kernels {
 
         let pipeline = self.pipeline(Shader::Matvec, Some(w.ty), entry).await?;
         let scope = self.gpu.scope();
-        let mut op = Op::new(format!("{entry} {}", w.name), pipeline.clone());
+        let mut op = Op::new(format!("{entry} {}", w.name));
         for part in &w.parts {
             let params = MatvecParams {
                 rows: u32_of(entry, "rows", part.rows)?,
@@ -102,7 +102,7 @@ impl Kernels {
             );
             let rows_per_group = if entry == "matvec" { MATVEC_ROWS } else { 1 };
             let (gx, gy) = self.gpu.grid(part.rows.div_ceil(rows_per_group), entry)?;
-            op.push(bg, [gx, gy, tiles as u32]);
+            op.push(&pipeline, bg, [gx, gy, tiles as u32]);
         }
         scope.check(&format!("binding {}", op.name)).await?;
         Ok(op)
@@ -124,7 +124,7 @@ impl Kernels {
 
         let pipeline = self.pipeline(Shader::Embed, Some(w.ty), "embed").await?;
         let scope = self.gpu.scope();
-        let mut op = Op::new(format!("embed {}", w.name), pipeline.clone());
+        let mut op = Op::new(format!("embed {}", w.name));
         for part in &w.parts {
             let params = EmbedParams {
                 row_len: u32_of(OP, "row length", w.row_len)?,
@@ -142,7 +142,7 @@ impl Kernels {
                 &pipeline,
                 &[(0, part.buffer.as_entire_binding()), (1, ids.binding()), (2, out.binding()), (3, uniform.as_entire_binding())],
             );
-            op.push(bg, [groups_x as u32, n_tokens as u32, 1]);
+            op.push(&pipeline, bg, [groups_x as u32, n_tokens as u32, 1]);
         }
         scope.check(&format!("binding {}", op.name)).await?;
         Ok(op)

@@ -110,9 +110,9 @@ impl Kernels {
         let scope = self.gpu.scope();
         let params = SampleParams { vocab: vocab as u32, ..bytemuck::Zeroable::zeroed() };
         let uniform = self.uniform("argmax params", &params);
-        let mut op = Op::new("argmax", pipeline.clone());
+        let mut op = Op::new("argmax");
         let bg = self.bind("argmax", &pipeline, &[(0, logits.binding()), (2, out.binding()), (3, uniform.as_entire_binding())]);
-        op.push(bg, [1, 1, 1]);
+        op.push(&pipeline, bg, [1, 1, 1]);
         scope.check("binding argmax").await?;
         Ok(op)
     }
@@ -125,7 +125,7 @@ impl Kernels {
         check_len(OP, "out", out, 1)?;
         let pipeline = self.pipeline(Shader::Sample, None, "sample").await?;
         let scope = self.gpu.scope();
-        let mut op = Op::new("sample", pipeline.clone());
+        let mut op = Op::new("sample");
         let bg = self.bind(
             "sample",
             &pipeline,
@@ -137,7 +137,7 @@ impl Kernels {
                 (4, step.buffer.as_entire_binding()),
             ],
         );
-        op.push(bg, [1, 1, 1]);
+        op.push(&pipeline, bg, [1, 1, 1]);
         scope.check("binding sample").await?;
         Ok(op)
     }
