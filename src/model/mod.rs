@@ -3,3 +3,4 @@
 pub mod config;
 pub mod loader;
 pub mod reference;
+pub mod synthetic;
