@@ -133,7 +133,12 @@ impl Kernels {
             layout: None,
             module: &module,
             entry_point: Some(entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                // Every kernel writes the workgroup memory it reads first, so skip wgpu's
+                // zero-fill (an extra pass and barrier per workgroup). Browsers zero it anyway.
+                zero_initialize_workgroup_memory: false,
+                ..Default::default()
+            },
             cache: None,
         });
         if let Err(e) = scope.check(&what).await {
