@@ -237,31 +237,43 @@ impl ChatSession {
         clock: &dyn Fn() -> f64,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Reply, EngineError> {
-        self.messages.push(Message::new("user", user));
-        let rendered = template.render(&self.messages, true).map_err(|e| EngineError::Backend(e.to_string()));
-        let prompt = match rendered.and_then(|text| tokenizer.encode_prompt(&text).map_err(|e| EngineError::Backend(e.to_string()))) {
-            Ok(p) => p,
-            Err(e) => {
-                self.messages.pop();
-                return Err(e);
-            }
-        };
+        let mut messages = self.messages.clone();
+        messages.push(Message::new("user", user));
+        let reply = self.respond(backend, tokenizer, template, &messages, params, max_tokens, clock, on_text).await?;
+        self.messages = messages;
+        self.messages.push(Message::new("assistant", &reply.text));
+        Ok(reply)
+    }
+
+    /// Generate the assistant's next message after `messages` (the whole conversation, as a
+    /// page keeps it), reusing whatever prefix of it the backend's cache already holds.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn respond<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        tokenizer: &Tokenizer,
+        template: &ChatTemplate,
+        messages: &[Message],
+        params: &SamplingParams,
+        max_tokens: usize,
+        clock: &dyn Fn() -> f64,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Reply, EngineError> {
+        let text = template.render(messages, true).map_err(|e| EngineError::Backend(e.to_string()))?;
+        let prompt = tokenizer.encode_prompt(&text).map_err(|e| EngineError::Backend(e.to_string()))?;
         // A cache that no longer matches (another backend user) is not reused.
         let cached = if backend.position() == self.cached.len() { self.cached.as_slice() } else { &[] };
         let reuse = cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
-        let reply = generate(backend, tokenizer, &prompt, reuse, params, max_tokens, clock, on_text).await;
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => {
-                self.messages.pop();
-                self.cached.clear();
-                return Err(e);
-            }
-        };
-        self.messages.push(Message::new("assistant", &reply.text));
+        self.cached.clear();
+        let reply = generate(backend, tokenizer, &prompt, reuse, params, max_tokens, clock, on_text).await?;
         // Every generated token but the last was fed back into the cache.
         self.cached = prompt;
         self.cached.extend_from_slice(&reply.tokens[..reply.tokens.len().saturating_sub(1)]);
         Ok(reply)
+    }
+
+    /// Tokens in the backend's cache for this conversation.
+    pub fn cached_tokens(&self) -> usize {
+        self.cached.len()
     }
 }

@@ -4,6 +4,7 @@
 //! imported from a URL or a local file one shard at a time, and read back one shard at a time
 //! by the loader. The engine API (`engine.rs`) is added next to these modules.
 
+pub mod engine;
 pub mod error;
 mod idb;
 pub mod import;
@@ -11,6 +12,7 @@ pub mod model_store;
 mod source;
 pub mod store;
 
+pub use engine::WebEngine;
 pub use error::StoreError;
 pub use import::Progress;
 pub use model_store::ModelStore;
