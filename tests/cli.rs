@@ -1,4 +1,5 @@
 //! The `hearth` command line: its output contracts and its errors.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The whole GPU engine (native wgpu; lavapipe in CI) against llama.cpp's references and
 //! against the CPU reference on a synthetic model holding every tensor type.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The CPU reference forward pass against llama.cpp's F32 references.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
