@@ -1,4 +1,5 @@
 //! Tokenizer and chat-template tests against llama.cpp's output on the fixture vocabularies.
+#![cfg(not(target_arch = "wasm32"))]
 
 use hearth::chat::{ChatError, ChatTemplate, Message, TemplateSource};
 use hearth::gguf::{self, Array, GgufFile, GgufWriter, Value};
