@@ -17,6 +17,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 rustup target list --installed | grep -q '^wasm32-unknown-unknown$' || rustup target add wasm32-unknown-unknown
+export PATH="$HOME/.cargo/bin:$PATH"
 command -v wasm-pack >/dev/null || cargo install wasm-pack --locked
+# The browser tests' runner must match the wasm-bindgen version in Cargo.lock (wasm-pack would
+# otherwise try to download it). Its own lockfile pins a crate the index lacks: no --locked.
+bindgen=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print}' Cargo.lock)
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $bindgen\b"; then
+  cargo install wasm-bindgen-cli --version "$bindgen"
+fi
+if ! command -v node >/dev/null; then
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs npm >/dev/null
+fi
+(cd web && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; })
 
 ./scripts/fetch-model.sh
