@@ -2,25 +2,30 @@
 //
 // `argmax`: the index of the largest logit; ties go to the LOWEST index; NaN counts as -inf.
 //
-// `sample` (the CPU mirror is hearth::sampling; the steps, in order):
-//  1. Repetition penalty: for each DISTINCT id among the last min(count, window) tokens of the
-//     ring, logit = logit > 0 ? logit / penalty : logit * penalty (llama.cpp's rule). Applied
-//     in place to the logits buffer.
+// `sample`: the algorithm hearth::sampling::Sampler runs on the CPU, which is llama.cpp's default
+// chain (penalties → top-k → top-p → min-p → temperature → draw). The steps, in order:
+//  1. Repetition penalty, in place on the raw logits: for each DISTINCT id among the last
+//     min(pushed, window, last_n) tokens of the ring, logit = logit > 0 ? logit / penalty
+//     : logit * penalty.
 //  2. Greedy when temperature <= 0 or top_k == 1: the argmax above.
-//  3. Otherwise l_i = logit_i / temperature, m = max l_i, p_i = exp(l_i - m) (unnormalised).
-//  4. Every filter keeps a set {i : l_i >= threshold}, so ties at a boundary are all kept:
+//  3. Filters, judged at temperature 1 on the penalised logits l_i (m = max l_i). Each keeps
+//     {i : l_i >= threshold}, so tokens tied at a boundary are all kept; the kept set is the
+//     intersection:
 //     top-k (0 < k < vocab): threshold = the k-th largest l_i;
-//     top-p (0 < p < 1): among the top-k survivors, with masses w_i = p_i / Z (Z = their sum),
-//       threshold = the largest t with sum(w_i : l_i >= t) >= top_p;
-//     min-p (> 0): threshold = m + ln(min_p)  (i.e. p_i >= min_p * p_max).
+//     top-p (p < 1): among the top-k survivors, with w_i = exp(l_i - m) / Z (Z = their sum),
+//       threshold = the largest t with sum(w_i : l_i >= t) >= p (p <= 0 keeps the top only);
+//     min-p (> 0): threshold = m + ln(min_p), i.e. w_i >= min_p * w_max (min_p > 1 keeps
+//       nothing, which falls back to greedy).
 //     Thresholds are exact: radix select over order-preserving u32 keys of l_i, counting ids
-//     (top-k) or masses in 2^-31 fixed point (top-p), 8 bits per pass.
+//     (top-k) or masses w_i in 2^-31 fixed point (top-p), 8 bits per pass.
+//  4. Temperature, on the survivors only: p_i = exp((l_i - m) / temperature) (unnormalised).
 //  5. r = uniform01(seed, step.rand_step) (common.wgsl: PCG hash, 24 bits); walk the kept ids
 //     in increasing id order accumulating p_i; pick the first id where the running sum
 //     exceeds r * (sum of kept p_i). (If rounding runs past the end, the last kept id.)
 //  6. out[0] = the id; the id is pushed into the recent-token ring.
-// Temperature is applied before the filters (as in Hugging Face's warpers; llama.cpp applies
-// it last).
+// The CPU draws with its own generator (and walks by probability, not id), so the same seed
+// picks different tokens on the two; the set of tokens that can be picked, and their
+// probabilities, are the same.
 
 struct Params {
     vocab: u32,
@@ -28,9 +33,13 @@ struct Params {
     window: u32,       // capacity of the recent-token ring (0: no penalty, no ring)
     seed: u32,
     temperature: f32,  // <= 0: greedy
-    top_p: f32,        // >= 1 or <= 0: off
+    top_p: f32,        // >= 1: off
     min_p: f32,        // <= 0: off
     rep_penalty: f32,  // 1: off
+    last_n: u32,       // recent tokens the penalty looks at (at most `window`)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> L: array<f32>;      // [vocab] logits (penalised in place)
@@ -57,8 +66,9 @@ fn logit(i: u32) -> f32 {
     return select(v, -F32_MAX, v != v);
 }
 
-fn scaled(i: u32) -> f32 {
-    return logit(i) / P.temperature;
+// The draw weight of a kept token (step 4): temperature applied after the filters.
+fn tempered(i: u32, m: f32) -> f32 {
+    return exp((logit(i) - m) / P.temperature);
 }
 
 // Index of the largest logit (lowest index on ties); its value is left in red_v[0].
@@ -119,7 +129,7 @@ fn radix_select(lid: u32, want: u32, by_mass: bool, key_lo: u32, m: f32, mass_sc
         atomicStore(&hist[lid], 0u);
         workgroupBarrier();
         for (var i = lid; i < P.vocab; i += WG) {
-            let l = scaled(i);
+            let l = logit(i);
             let k = order_key(l);
             if (k >= key_lo && (k & hi_mask) == prefix) {
                 var w = 1u;
@@ -181,14 +191,16 @@ fn argmax(@builtin(local_invocation_index) lid: u32) {
 
 @compute @workgroup_size(256)
 fn sample(@builtin(local_invocation_index) lid: u32) {
-    // 1. Repetition penalty over the distinct recent ids.
+    // 1. Repetition penalty over the distinct ids among the last n pushed tokens.
     if (P.rep_penalty != 1.0 && P.window > 0u) {
-        let n = min(RECENT[0], P.window);
+        let c = RECENT[0];
+        let n = min(min(c, P.window), P.last_n);
+        let first_slot = c - n; // token i sits at ring slot i % window
         for (var j = lid; j < n; j += WG) {
-            let id = RECENT[1u + j];
+            let id = RECENT[1u + (first_slot + j) % P.window];
             var first = true;
             for (var k = 0u; k < j; k++) {
-                if (RECENT[1u + k] == id) {
+                if (RECENT[1u + (first_slot + k) % P.window] == id) {
                     first = false;
                     break;
                 }
@@ -213,37 +225,38 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
         return;
     }
 
-    // 3-4. Thresholds on the tempered logits.
-    let m = best_logit / P.temperature;
+    // 3. Thresholds at temperature 1, as order keys: keep i iff order_key(l_i) >= key_lo.
+    let m = best_logit;
     var key_lo = 0u;
     if (P.top_k > 0u && P.top_k < P.vocab) {
         key_lo = radix_select(lid, P.top_k, false, 0u, m, 0.0);
     }
-    if (P.top_p > 0.0 && P.top_p < 1.0) {
+    if (P.top_p < 1.0) {
         var z = 0.0;
         for (var i = lid; i < P.vocab; i += WG) {
-            let l = scaled(i);
+            let l = logit(i);
             if (order_key(l) >= key_lo) {
                 z += exp(l - m);
             }
         }
         z = block_sum(lid, z);
-        let want = max(1u, u32(P.top_p * MASS_ONE));
+        // top_p <= 0 wants 1 unit of mass, which the top token alone reaches.
+        let want = max(1u, u32(max(P.top_p, 0.0) * MASS_ONE));
         key_lo = max(key_lo, radix_select(lid, want, true, key_lo, m, MASS_ONE / z));
     }
     if (P.min_p > 0.0) {
         key_lo = max(key_lo, order_key(m + log(P.min_p)));
     }
 
-    // 5. Inverse-CDF pick in id order: each thread owns a contiguous chunk of ids.
+    // 4-5. Temperature on the survivors, then an inverse-CDF pick in id order: each thread
+    // owns a contiguous chunk of ids.
     let chunk = (P.vocab + WG - 1u) / WG;
     let lo = min(lid * chunk, P.vocab);
     let hi = min(lo + chunk, P.vocab);
     var sum = 0.0;
     for (var i = lo; i < hi; i++) {
-        let l = scaled(i);
-        if (order_key(l) >= key_lo) {
-            sum += exp(l - m);
+        if (order_key(logit(i)) >= key_lo) {
+            sum += tempered(i, m);
         }
     }
     red_v[lid] = sum;
@@ -289,9 +302,8 @@ fn sample(@builtin(local_invocation_index) lid: u32) {
         var last = NONE;
         var chosen = NONE;
         for (var i = lo; i < hi; i++) {
-            let l = scaled(i);
-            if (order_key(l) >= key_lo) {
-                acc += exp(l - m);
+            if (order_key(logit(i)) >= key_lo) {
+                acc += tempered(i, m);
                 last = i;
                 if (acc > pick_target) {
                     chosen = i;

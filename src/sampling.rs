@@ -1,8 +1,25 @@
 //! Choosing the next token from logits: greedy, or temperature sampling with top-k, top-p,
 //! min-p and a repetition penalty, reproducible from a seed on every platform.
 //!
-//! The order follows llama.cpp's default chain: repetition penalty on the raw logits, then
-//! top-k, top-p and min-p on the softmax at temperature 1, then temperature, then a draw.
+//! One algorithm, run here on the CPU and by `shaders/sample.wgsl` on the GPU. It follows
+//! llama.cpp's default chain, so the same settings mean the same thing as there:
+//! 1. Repetition penalty on the raw logits: each DISTINCT id among the last `repeat_last_n`
+//!    tokens has its logit divided by the penalty if positive, multiplied if not.
+//! 2. Greedy when `temperature <= 0` (or `top_k == 1`): the first index of the largest logit,
+//!    NaN counting as -inf.
+//! 3. Filters, judged at temperature 1 on the penalised logits `l_i` (`m` = the largest). Each
+//!    keeps `{i : l_i >= threshold}`, so tokens tied at a boundary are all kept (llama.cpp
+//!    breaks such ties arbitrarily; a threshold is what the GPU computes exactly), and the kept
+//!    set is their intersection:
+//!    - top-k (`0 < k < vocab`): the k-th largest logit;
+//!    - top-p (`p < 1`): over the top-k survivors with probabilities `w_i = exp(l_i - m) / Z`,
+//!      the largest `t` whose set `{l_i >= t}` holds mass `>= p` (`p <= 0` keeps only the top);
+//!    - min-p (`> 0`): `m + ln(min_p)`, i.e. `w_i >= min_p * w_max` (llama.cpp's logit form;
+//!      `min_p > 1` keeps nothing, which falls back to greedy).
+//! 4. Temperature on the survivors only: probabilities `∝ exp((l_i - m) / temperature)`.
+//! 5. A draw from those. The CPU uses [`Rng`] and walks the survivors from the most likely;
+//!    the GPU hashes (seed, step) and walks them in id order. Same seed, different tokens; the
+//!    same set of possible tokens with the same probabilities.
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -79,11 +96,22 @@ impl Rng {
     }
 }
 
-/// Index of the largest value; the lowest index wins ties (as llama.cpp's greedy sampler).
+/// Logits as the sampler compares them: NaN (a broken model, never a real score) counts as
+/// the lowest possible value, as on the GPU.
+fn score(v: f32) -> f32 {
+    if v.is_nan() {
+        -f32::MAX
+    } else {
+        v
+    }
+}
+
+/// Index of the largest value; the lowest index wins ties (as llama.cpp's greedy sampler) and
+/// NaN counts as -inf.
 pub fn argmax(x: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
+        if score(v) > score(x[best]) {
             best = i;
         }
     }
@@ -119,7 +147,8 @@ impl Sampler {
         self.recent.iter().copied()
     }
 
-    /// Pick the next token from `logits` (modified in place by the penalty).
+    /// Pick the next token from `logits` (modified in place by the penalty). The steps are
+    /// the module's 1-5.
     pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
         let p = &self.params;
         if p.repeat_penalty != 1.0 {
@@ -131,35 +160,41 @@ impl Sampler {
                 *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
             }
         }
-        if p.is_greedy() {
+        if p.is_greedy() || p.top_k == 1 {
             return argmax(logits);
         }
 
         // Candidates sorted by logit, highest first (ties by id for reproducibility).
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, score(l))).collect();
         let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if p.top_k > 0 && p.top_k < cand.len() {
             cand.select_nth_unstable_by(p.top_k - 1, by_logit);
-            cand.truncate(p.top_k);
+            let kth = cand[p.top_k - 1].1;
+            cand.retain(|c| c.1 >= kth);
         }
         cand.sort_unstable_by(by_logit);
+        let m = cand[0].1;
 
-        // top-p and min-p on the probabilities at temperature 1.
-        let probs = softmax_of(&cand, 1.0);
-        let mut keep = cand.len();
+        // Thresholds at temperature 1 (the kept candidates are a prefix of `cand`).
+        let mut threshold = f32::NEG_INFINITY;
         if p.top_p < 1.0 {
+            let w: Vec<f64> = cand.iter().map(|c| ((c.1 - m) as f64).exp()).collect();
+            let want = p.top_p as f64 * w.iter().sum::<f64>();
             let mut acc = 0.0;
-            for (i, &pr) in probs.iter().enumerate() {
-                acc += pr;
-                if acc >= p.top_p {
-                    keep = i + 1;
+            for (c, w) in cand.iter().zip(&w) {
+                acc += w;
+                if acc >= want {
+                    threshold = c.1;
                     break;
                 }
             }
         }
         if p.min_p > 0.0 {
-            let floor = probs[0] * p.min_p;
-            keep = keep.min(probs.iter().take_while(|&&pr| pr >= floor).count().max(1));
+            threshold = threshold.max(m + p.min_p.ln());
+        }
+        let keep = cand.partition_point(|c| c.1 >= threshold);
+        if keep == 0 {
+            return cand[0].0; // min_p > 1: greedy
         }
         cand.truncate(keep);
 
@@ -231,6 +266,35 @@ mod tests {
         for _ in 0..200 {
             assert!(s.sample(&mut logits.clone()) < 2);
         }
+    }
+
+    fn support(params: SamplingParams, logits: &[f32], draws: usize) -> std::collections::BTreeSet<u32> {
+        let mut s = Sampler::new(params);
+        (0..draws).map(|_| s.sample(&mut logits.to_vec())).collect()
+    }
+
+    #[test]
+    fn filters_are_judged_at_temperature_one() {
+        // probabilities at temperature 1: 0.4, 0.24, 0.16, 0.2 spread over 20 more tokens.
+        let mut logits = vec![0.01f32.ln(); 23];
+        logits[0] = 0.4f32.ln();
+        logits[1] = 0.24f32.ln();
+        logits[2] = 0.16f32.ln();
+        // top-p 0.75 needs the first three at temperature 1 (at 0.5 the first two would do).
+        let sharp = SamplingParams { top_p: 0.75, ..params(0.5) };
+        assert_eq!(support(sharp, &logits, 400), [0, 1, 2].into());
+        // min-p 0.2 keeps w >= 0.08 at temperature 1 (at 3 the tail would pass too).
+        let flat = SamplingParams { min_p: 0.2, ..params(3.0) };
+        assert_eq!(support(flat, &logits, 400), [0, 1, 2].into());
+    }
+
+    #[test]
+    fn ties_at_a_boundary_are_all_kept() {
+        let logits = [3.0, 2.0, 2.0, 1.0, 2.0f32.ln()];
+        assert_eq!(support(SamplingParams { top_k: 2, ..params(1.0) }, &logits, 400), [0, 1, 2].into());
+        // Cumulative probabilities 0.51, 0.69, 0.88, ...: top-p 0.6 is reached at id 1, inside
+        // the tie {1, 2}, so both stay.
+        assert_eq!(support(SamplingParams { top_p: 0.6, ..params(1.0) }, &logits, 400), [0, 1, 2].into());
     }
 
     #[test]

@@ -513,7 +513,7 @@ fn sampling_rules() {
     crafted[20] = 0.3f32.ln();
     crafted[30] = 0.15f32.ln();
     let draws = |cfg: &SampleConfig, run: &mut dyn FnMut(&SampleConfig, &[f32], u32) -> u32| -> Vec<u32> { (0..60).map(|s| run(cfg, &crafted, s)).collect() };
-    let base = SampleConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: 99 };
+    let base = SampleConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: 99, ..Default::default() };
     // top-p 0.7 keeps {10, 20} (0.5 alone is not enough); top-p 0.85 adds 30.
     let d = draws(&SampleConfig { top_p: 0.7, ..base.clone() }, &mut run);
     assert!(d.iter().all(|t| [10, 20].contains(t)) && d.contains(&10) && d.contains(&20), "{d:?}");
@@ -556,6 +556,65 @@ fn repetition_penalty_and_recent_ring() {
     // The pick was pushed into the ring: count 6, slot 5 % 4 = 1.
     let ring = block_on(sampler.recent.read_u32(gpu)).unwrap();
     assert_eq!(ring, vec![6, 9, 8, 2, 7]);
+}
+
+/// The GPU and CPU samplers are one algorithm: with the same settings the tokens they can pick
+/// are the same set. Temperatures other than 1 catch a filter judged after the temperature
+/// (top-p and min-p are judged at temperature 1, as in llama.cpp), and a tie at the top-k
+/// boundary catches tie handling. Each kept token has >= 5% probability, so 300 draws find it.
+#[test]
+fn gpu_and_cpu_samplers_keep_the_same_tokens() {
+    use hearth::gpu::backend::sample_config;
+    use hearth::sampling::{Sampler as CpuSampler, SamplingParams};
+    use std::collections::BTreeSet;
+    let k = kernels();
+    let gpu = &k.gpu;
+    let vocab = 64usize;
+    let lb = GpuBuffer::new(gpu, vocab as u64, "logits").unwrap();
+    let out = GpuBuffer::new(gpu, 1, "token").unwrap();
+    let step = StepUniform::new(gpu);
+    let sampler = Sampler::new(gpu, vocab as u64, 8, &SampleConfig::greedy()).unwrap();
+    let op = block_on(k.sample(&lb, &sampler, &step, &out)).unwrap();
+
+    // Probabilities at temperature 1: 0.40 0.24 0.16 0.09 0.05 0.03 at scattered ids (so
+    // the GPU's id-order walk differs from the CPU's), 0.03 spread over the other 58.
+    let mut crafted = vec![(0.03f32 / 58.0).ln(); vocab];
+    for (id, p) in [(41, 0.40f32), (7, 0.24), (60, 0.16), (3, 0.09), (22, 0.05), (50, 0.03)] {
+        crafted[id] = p.ln();
+    }
+    let mut tied = crafted.clone();
+    tied[3] = tied[60]; // the 3rd and 4th most likely tie at the top-k 3 boundary
+    let base = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: 5, ..Default::default() };
+    let cases: [(&str, &[f32], SamplingParams, &[u32]); 5] = [
+        // At temperature 0.5 top-p 0.75 would stop at two tokens; at 1 it needs three.
+        ("top-p, sharp", &crafted, SamplingParams { temperature: 0.5, top_p: 0.75, ..base.clone() }, &[7, 41, 60]),
+        // At temperature 2 min-p 0.2 would also pass 0.05 and 0.03; at 1 it keeps w >= 0.08.
+        ("min-p, flat", &crafted, SamplingParams { temperature: 2.0, min_p: 0.2, ..base.clone() }, &[3, 7, 41, 60]),
+        ("top-k + top-p", &crafted, SamplingParams { temperature: 1.5, top_k: 5, top_p: 0.9, ..base.clone() }, &[3, 7, 41, 60]),
+        ("top-k tie", &tied, SamplingParams { temperature: 0.7, top_k: 3, ..base.clone() }, &[3, 7, 41, 60]),
+        ("all filters", &crafted, SamplingParams { temperature: 3.0, top_k: 40, top_p: 0.95, min_p: 0.1, ..base.clone() }, &[3, 7, 22, 41, 60]),
+    ];
+    for (what, logits, params, want) in cases {
+        let want: BTreeSet<u32> = want.iter().copied().collect();
+        let mut cpu = CpuSampler::new(params.clone());
+        let cpu_set: BTreeSet<u32> = (0..300).map(|_| cpu.sample(&mut logits.to_vec())).collect();
+        sampler.set_config(gpu, &sample_config(&params));
+        let gpu_set: BTreeSet<u32> = (0..300).map(|s| pick(k, &op, &lb, logits, &step, s, &out)).collect();
+        assert_eq!(cpu_set, want, "{what}: CPU");
+        assert_eq!(gpu_set, want, "{what}: GPU");
+    }
+
+    // Greedy: penalty first, then the lowest index among equal logits, on both.
+    let mut logits = vec![0.5f32; vocab];
+    logits[9] = 2.0;
+    logits[30] = 3.0; // 3.0 / 1.5 = 2.0 ties with id 9
+    let params = SamplingParams { repeat_penalty: 1.5, ..SamplingParams::greedy() };
+    let mut cpu = CpuSampler::new(params.clone());
+    cpu.accept(30);
+    sampler.set_config(gpu, &sample_config(&params));
+    sampler.set_recent(gpu, &[30]).unwrap();
+    assert_eq!(cpu.sample(&mut logits.clone()), 9);
+    assert_eq!(pick(k, &op, &lb, &logits, &step, 0, &out), 9);
 }
 
 /// Not a test: `cargo test --release --test gpu_kernels -- --ignored --nocapture bench` prints

@@ -2,7 +2,7 @@
 //! that native and web share: header → weight buffers → chunks through the streaming loader
 //! → op graphs.
 
-use super::model::GpuModel;
+use super::model::{GpuModel, REPEAT_WINDOW};
 use super::{Gpu, GpuError, GpuWeights, Kernels, SampleConfig};
 use crate::engine::{Backend, EngineError};
 use crate::gguf::GgufFile;
@@ -104,7 +104,8 @@ impl GpuBackend {
     }
 }
 
-/// The GPU sampler's settings for these parameters.
+/// The GPU sampler's settings for these parameters. The penalty window is capped at the GPU
+/// ring's [`REPEAT_WINDOW`] tokens.
 pub fn sample_config(p: &SamplingParams) -> SampleConfig {
     SampleConfig {
         temperature: p.temperature,
@@ -112,6 +113,7 @@ pub fn sample_config(p: &SamplingParams) -> SampleConfig {
         top_p: p.top_p,
         min_p: p.min_p,
         repeat_penalty: p.repeat_penalty,
+        repeat_last_n: p.repeat_last_n.min(REPEAT_WINDOW as usize) as u32,
         seed: (p.seed ^ (p.seed >> 32)) as u32,
     }
 }

@@ -19,8 +19,9 @@ use crate::model::config::{LayerNames, LlamaConfig, OUTPUT, OUTPUT_NORM, ROPE_FR
 /// so prompt tokens never touch the sampler's state.
 pub const PREFILL_BATCHES: [u64; 4] = [64, 16, 4, 1];
 
-/// Recent tokens the repetition penalty looks at.
-pub const REPEAT_WINDOW: u64 = 64;
+/// Capacity of the GPU's ring of recent tokens: the most the repetition penalty can look back
+/// (`repeat_last_n` is capped here; the default is 64).
+pub const REPEAT_WINDOW: u64 = 256;
 
 /// Activations for up to `n` tokens at once (`[n][width]` each).
 struct Activations {

@@ -1,5 +1,6 @@
-//! Choosing the next token on the GPU (`shaders/sample.wgsl`, which documents the algorithm
-//! step by step for the CPU mirror in `hearth::sampling`).
+//! Choosing the next token on the GPU (`shaders/sample.wgsl`). The algorithm is the CPU's
+//! ([`crate::sampling`], llama.cpp's chain: penalty → top-k → top-p → min-p at temperature 1 →
+//! temperature → draw); the shader documents it step by step.
 
 use super::check_len;
 use crate::gpu::kernels::Shader;
@@ -17,13 +18,15 @@ pub struct SampleConfig {
     pub min_p: f32,
     /// Divide positive (multiply negative) logits of recent tokens by this (1: off).
     pub repeat_penalty: f32,
+    /// How many recent tokens the penalty looks at (at most the sampler's ring, [`Sampler::window`]).
+    pub repeat_last_n: u32,
     pub seed: u32,
 }
 
 impl Default for SampleConfig {
     /// llama.cpp's defaults, without the repetition penalty.
     fn default() -> Self {
-        Self { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, seed: 0 }
+        Self { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 }
     }
 }
 
@@ -45,6 +48,8 @@ struct SampleParams {
     top_p: f32,
     min_p: f32,
     rep_penalty: f32,
+    last_n: u32,
+    _pad: [u32; 3],
 }
 
 /// The sampler's GPU state: its settings (a uniform, rewritten when they change) and the
@@ -82,6 +87,8 @@ impl Sampler {
             top_p: c.top_p,
             min_p: c.min_p,
             rep_penalty: c.repeat_penalty,
+            last_n: c.repeat_last_n,
+            _pad: [0; 3],
         };
         gpu.queue.write_buffer(&self.params, 0, bytemuck::bytes_of(&p));
     }
