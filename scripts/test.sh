@@ -12,7 +12,8 @@ echo "== native tests (cargo test)"
 cargo test --all-targets
 
 echo "== browser tests (wasm-pack test --headless --chrome)"
-CHROMEDRIVER=/usr/bin/chromedriver wasm-pack test --headless --chrome
+# Generation on SwiftShader takes a minute; the runner's default timeout is 20 s.
+WASM_BINDGEN_TEST_TIMEOUT=900 CHROMEDRIVER=/usr/bin/chromedriver wasm-pack test --headless --chrome
 
 echo "== web app build and end-to-end tests"
 ./scripts/build-web.sh
