@@ -323,6 +323,14 @@ fn logits(path: &Path, tokens: &[u32], out: &Path, device: Device) -> Result<()>
     Ok(())
 }
 
+/// Stream a piece of generated text to stdout as soon as it exists.
+fn print_piece(piece: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(piece.as_bytes());
+    let _ = out.flush();
+    true
+}
+
 fn clock() -> impl Fn() -> f64 {
     let start = Instant::now();
     move || start.elapsed().as_secs_f64()
@@ -349,14 +357,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
         return Err("the prompt is empty".into());
     }
     let mut backend = open_backend(&args.model, &args.run)?;
-    let stdout = std::io::stdout();
-    let mut print = |piece: &str| {
-        let mut out = stdout.lock();
-        let _ = out.write_all(piece.as_bytes());
-        let _ = out.flush();
-        true
-    };
-    let reply = pollster::block_on(engine::generate(&mut backend, &tok, &prompt, 0, &args.sampling.params(), args.max_tokens, &clock(), &mut print))?;
+    let reply = pollster::block_on(engine::generate(&mut backend, &tok, &prompt, 0, &args.sampling.params(), args.max_tokens, &clock(), &mut print_piece))?;
     println!();
     if args.json {
         println!("{}", json!({"tokens": reply.tokens, "text": reply.text}));
@@ -394,14 +395,7 @@ fn chat(path: &Path, system: Option<String>, sampling: &SamplingArgs, max_tokens
             session.reset();
             continue;
         }
-        let stdout = std::io::stdout();
-        let mut print = |piece: &str| {
-            let mut out = stdout.lock();
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
-            true
-        };
-        let reply = pollster::block_on(session.say(&mut backend, &tok, &template, line, &params, max_tokens, &clock, &mut print))?;
+        let reply = pollster::block_on(session.say(&mut backend, &tok, &template, line, &params, max_tokens, &clock, &mut print_piece))?;
         println!();
         eprintln!("[{:.1} tok/s]", reply.stats.decode_tok_s());
     }
