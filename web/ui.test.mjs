@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { WEB, REPO, startServer, launch, waitEvent, eventCount, ask, setSettings, importInterrupted, ensureArtifacts } from './helpers.mjs';
 
@@ -39,6 +40,38 @@ test('without WebGPU the page says which browsers work', async () => {
     await b.page.screenshot({ path: path.join(ensureArtifacts(), 'ui-no-webgpu.png'), fullPage: true });
   } finally {
     await b.close();
+  }
+});
+
+test('a new build replaces the offline copy when the user accepts the update', async () => {
+  // A built pkg/ (fake engine, a stand-in wasm, a build version) in a temporary folder.
+  const pkg = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-pkg-'));
+  fs.copyFileSync(path.join(WEB, 'fake-pkg', 'hearth.js'), path.join(pkg, 'hearth.js'));
+  fs.writeFileSync(path.join(pkg, 'hearth_bg.wasm'), Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]));
+  const stamp = (v) => fs.writeFileSync(path.join(pkg, 'build-version.js'), `self.HEARTH_BUILD = "${v}";\n`);
+  stamp('build-one');
+  const srv = await startServer({ pkgDir: pkg });
+  const b = await launch();
+  try {
+    const { page } = b;
+    await page.goto(srv.url);
+    await waitEvent(page, 'engine-ready', { failOn: ['engine-error'] });
+    const keys = () => page.evaluate(async () => (await caches.keys()).filter((k) => k.startsWith('hearth-shell-')));
+    await page.waitForFunction(() => /Build build-one\./.test(document.getElementById('build').textContent));
+    assert.deepEqual(await keys(), ['hearth-shell-build-one']);
+
+    stamp('build-two');
+    await page.reload();
+    await page.locator('#update').waitFor({ state: 'visible', timeout: 30_000 });
+    // Until accepted, the page keeps running the old build (cache-first shell).
+    assert.match(await page.locator('#build').innerText(), /build-one/);
+    await Promise.all([page.waitForEvent('load'), page.locator('#update').click()]);
+    await page.waitForFunction(() => /Build build-two\./.test(document.getElementById('build').textContent), null, { timeout: 30_000 });
+    assert.deepEqual(await keys(), ['hearth-shell-build-two'], 'the old cache is deleted');
+  } finally {
+    await b.close();
+    await srv.stop();
+    fs.rmSync(pkg, { recursive: true, force: true });
   }
 });
 

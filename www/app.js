@@ -24,6 +24,7 @@ const settingsForm = $('settings');
 const state = {
   ready: false, // the worker has the store open
   engine: null, // adapter info, or null when WebGPU is unavailable
+  engineMissing: false, // the wasm build has no WebEngine: models can be stored, not run
   models: [],
   loadedId: null,
   importing: null, // {id, paused}
@@ -109,6 +110,12 @@ async function checkWebGPU() {
   return !reason;
 }
 
+function showProblem(title, text) {
+  $('problem-title').textContent = title;
+  $('problem-text').textContent = text;
+  $('problem').hidden = false;
+}
+
 function showNoGPU(reason) {
   $('nogpu-reason').textContent = reason;
   $('nogpu').hidden = false;
@@ -136,9 +143,10 @@ function renderModels() {
     const detail = m.complete ? `ready · ${fmtBytes(m.size)}${about}${loaded}` : `partial · ${pct}% of ${fmtBytes(m.size)}`;
     const buttons = el('div', { className: 'buttons' });
     if (m.complete) {
-      const load = el('button', { type: 'button', className: 'small', textContent: state.loadedId === m.id ? 'Loaded' : 'Load' });
+      const isLoaded = state.loadedId === m.id;
+      const load = el('button', { type: 'button', className: 'small', textContent: isLoaded ? 'Loaded' : 'Load', disabled: isLoaded || !state.engine });
       load.setAttribute('aria-label', `Load ${name}`);
-      load.dataset.needsIdle = '';
+      if (!load.disabled) load.dataset.needsIdle = '';
       load.onclick = () => loadModel(m.id);
       buttons.append(load);
     } else {
@@ -288,7 +296,7 @@ async function runImport(id, start) {
 async function loadModel(id) {
   if (state.loading || state.generating) return;
   if (!state.engine) {
-    showNoGPU('The model is stored, but WebGPU is not available to run it.');
+    if (!state.engineMissing) showNoGPU('The model is stored, but WebGPU is not available to run it.');
     return;
   }
   state.loading = true;
@@ -300,7 +308,8 @@ async function loadModel(id) {
   setProgress(bar, 0, 0);
   const t0 = performance.now();
   try {
-    const stats = await call('load', { id }, (p) => {
+    const { contextLength } = readOptions(settingsForm);
+    const stats = await call('load', { id, contextLength }, (p) => {
       setProgress(bar, p.bytes, p.total);
       $('load-text').textContent = `${PHASES[p.phase] ?? p.phase}: ${fmtBytes(p.bytes)} of ${fmtBytes(p.total)}`;
       announce('load-progress', p);
@@ -420,6 +429,7 @@ async function registerServiceWorker() {
     // updateViaCache 'none': the browser always asks the network for sw.js and its imported
     // build version, so a new build is noticed on the next visit.
     const reg = await navigator.serviceWorker.register('sw.js', { updateViaCache: 'none' });
+    reg.update().catch(() => {}); // look for a new build now, not only on the browser's schedule
     const offer = (w) => {
       if (!w || !navigator.serviceWorker.controller) return; // first install: nothing to replace
       $('update').hidden = false;
@@ -542,21 +552,23 @@ async function start() {
   registerServiceWorker();
   const gpuOk = await checkWebGPU();
   setStatus('Starting the engine…');
+  let info;
   try {
-    const info = await call('init');
+    info = await call('init');
     state.engine = info.engine;
-    if (!state.engine && gpuOk) showNoGPU(info.engineError ?? 'The engine could not start WebGPU.');
+    state.engineMissing = Boolean(info.engineMissing);
+    if (info.engineMissing) showProblem('Models can be stored, but not run', info.engineError);
+    else if (!state.engine && gpuOk) showNoGPU(info.engineError ?? 'The engine could not start WebGPU.');
     state.ready = true;
   } catch (err) {
     setStatus('The engine could not start.');
-    $('problem-text').textContent = err.message;
-    $('problem').hidden = false;
+    showProblem('The engine could not start', err.message);
     announce('engine-error', { message: err.message });
     return;
   }
   await refreshModels();
   statusLine();
-  announce('engine-ready', { engine: state.engine });
+  announce('engine-ready', { engine: state.engine, engineError: info.engineError, engineMissing: Boolean(info.engineMissing) });
   const last = localStorage.getItem('hearth.lastModel');
   if (state.engine && state.models.some((m) => m.id === last && m.complete)) await loadModel(last);
 }

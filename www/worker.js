@@ -27,13 +27,20 @@ const ops = {
     }
     await hearth.default(); // fetches and instantiates pkg/hearth_bg.wasm
     store = await hearth.ModelStore.open();
-    try {
-      engine = await hearth.WebEngine.create();
-    } catch (err) {
-      engine = null;
-      engineError = errorMessage(err);
+    // A build may carry the store without the GPU engine (while the engine is being written):
+    // say so instead of blaming WebGPU.
+    const engineMissing = typeof hearth.WebEngine?.create !== 'function';
+    if (engineMissing) {
+      engineError = 'This build of Hearth has no GPU engine (WebEngine is missing from pkg/hearth.js).';
+    } else {
+      try {
+        engine = await hearth.WebEngine.create();
+      } catch (err) {
+        engine = null;
+        engineError = errorMessage(err);
+      }
     }
-    return { engine: engine ? plain(engine.adapterInfo()) : null, engineError };
+    return { engine: engine ? await adapter(plain(engine.adapterInfo())) : null, engineError, engineMissing };
   },
 
   async list() {
@@ -64,14 +71,15 @@ const ops = {
     return null;
   },
 
-  async load({ id }, emit) {
+  async load({ id, contextLength }, emit) {
     needEngine();
     if (loadedId !== null) {
       // Free the previous model's GPU buffers before allocating the next one's.
       engine.unload();
       loadedId = null;
     }
-    await engine.load(id, (p) => emit(plain(p)));
+    // The KV cache is sized at load time, so the context length goes here (and not per chat).
+    await engine.load(id, (p) => emit(plain(p)), contextLength ? { contextLength } : {});
     loadedId = id;
     return plain(engine.stats());
   },
@@ -121,6 +129,22 @@ function record(m) {
   const src = m.source;
   const source = typeof src === 'string' ? src : src?.url ?? (src?.name != null ? `file:${src.name}` : '');
   return { ...m, source, size: m.size ?? m.totalSize ?? 0, complete: Boolean(m.complete ?? m.ready) };
+}
+
+/**
+ * The engine's adapter info with a display `name` and `backend`. wgpu on the web cannot see the
+ * adapter's name, so the browser's own GPUAdapterInfo (vendor, architecture) fills it in.
+ */
+async function adapter(info) {
+  const a = info.adapter;
+  let name = info.name || (typeof a === 'string' ? a : a?.name || a?.description);
+  if (!name) {
+    const gpu = (await navigator.gpu?.requestAdapter().catch(() => null))?.info;
+    name = gpu && (gpu.description || [gpu.vendor, gpu.architecture].filter(Boolean).join(' '));
+  }
+  const backend = info.backend === 'BrowserWebGpu' ? 'WebGPU' : info.backend;
+  const kind = info.device_type === 'Cpu' ? ', software' : '';
+  return { ...info, name: name || 'WebGPU adapter', backend: backend ? `${backend}${kind}` : undefined };
 }
 
 function needEngine() {
