@@ -15,6 +15,5 @@ if ! command -v node >/dev/null; then
 fi
 
 ./scripts/build-web.sh
-port="${PORT:-8080}"
-echo "serve: open http://127.0.0.1:$port/ (the demo model is served at /models/)"
-exec node web/serve.mjs --port "$port"
+echo "serve: open the URL below in a WebGPU browser and press Download next to the demo model"
+exec node web/serve.mjs --port "${PORT:-8080}"

@@ -173,6 +173,16 @@ test('the whole journey with the fake engine', { skip }, async (t) => {
     const loaded = await waitEvent(page, 'loaded', { since, failOn: ['load-error'] });
     assert.equal(loaded.detail.id, 'picked.gguf');
     assert.equal(await page.locator('#models li[data-id="picked.gguf"]').getAttribute('data-complete'), 'true');
+    // Choosing the same file again loads the stored copy instead of storing a second one.
+    const count = await page.locator('#models li').count();
+    const before = await eventCount(page);
+    await page.getByRole('button', { name: 'Load SmolLM2-135M-Instruct.Q4_1.gguf' }).click();
+    await waitEvent(page, 'loaded', { since: before, failOn: ['load-error'] });
+    const again = await eventCount(page);
+    await page.locator('#file').setInputFiles({ name: 'picked.gguf', mimeType: 'application/octet-stream', buffer: tiny });
+    const reloaded = await waitEvent(page, 'loaded', { since: again, failOn: ['load-error', 'import-progress'] });
+    assert.equal(reloaded.detail.id, 'picked.gguf');
+    assert.equal(await page.locator('#models li').count(), count);
   });
 
   await t.test('a file dropped on the page is stored', async () => {

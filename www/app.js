@@ -50,7 +50,8 @@ worker.onmessage = (e) => {
 };
 worker.onerror = (e) => {
   // A worker that fails to start (syntax error, blocked module) fails every pending call.
-  for (const p of pending.values()) p.reject(new Error(e.message || 'The engine worker failed to start.'));
+  // After a wasm panic the worker is unusable too: better an error than a call that never ends.
+  for (const p of pending.values()) p.reject(new Error(`The engine stopped: ${e.message || 'the worker failed to start'}`));
   pending.clear();
 };
 
@@ -231,7 +232,7 @@ function importUrl(url, id) {
 
 function importFile(file, id) {
   if (!/\.gguf$/i.test(file.name) && !confirm(`${file.name} does not end in .gguf. Store it anyway?`)) return;
-  id ??= idFor(file.name, `file:${file.name}:${file.size}`);
+  id ??= idFor(file.name, `file:${file.name}`); // the store's source for a file (see worker.js)
   const existing = state.models.find((m) => m.id === id);
   if (existing?.complete && existing.size === file.size) return loadModel(id);
   return runImport(id, (onProgress) => call('importFile', { file, id }, onProgress));
@@ -359,6 +360,7 @@ async function send(text) {
   addMessage('user', text);
   const bubble = addMessage('assistant');
   bubble.classList.add('streaming');
+  bubble.setAttribute('aria-busy', 'true'); // screen readers read the reply once, when complete
   const textNode = bubble.appendChild(document.createTextNode(''));
   const system = settingsForm.elements.system.value.trim();
   const messages = system ? [{ role: 'system', content: system }, ...state.messages] : [...state.messages];
@@ -388,6 +390,7 @@ async function send(text) {
     announce('reply-error', { message: err.message });
   } finally {
     bubble.classList.remove('streaming');
+    bubble.removeAttribute('aria-busy');
     state.generating = false;
     refreshControls();
     scrollDown(false);
