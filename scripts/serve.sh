@@ -5,15 +5,7 @@
 # press Download next to the demo model. Ctrl-C stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
-
-if ! command -v node >/dev/null; then
-  echo "serve: installing nodejs"
-  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs >/dev/null
-fi
-
+./scripts/setup.sh   # also installs Node.js, which runs the server
 ./scripts/build-web.sh
 echo "serve: open the URL below in a WebGPU browser and press Download next to the demo model"
 exec node web/serve.mjs --port "${PORT:-8080}"

@@ -33,10 +33,12 @@ const EVENTS = ['engine-ready', 'engine-error', 'models', 'import-progress', 'im
 
 /** Starts web/serve.mjs as a child process on a free port; resolves once it prints its URL. */
 export async function startServer({ testHooks = true, pkgDir } = {}) {
-  const args = [path.join(WEB, 'serve.mjs'), '--port', '0'];
+  const args = [path.join(WEB, 'serve.mjs'), '--port', '0', '--exit-with-parent'];
   if (testHooks) args.push('--test-hooks');
   if (pkgDir) args.push('--pkg', pkgDir);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  // stdin is a pipe the server watches (--exit-with-parent): an interrupted test run, however it
+  // ends, does not leave its server behind.
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const logs = [];
   let out = '';
   const url = await new Promise((resolve, reject) => {

@@ -3,7 +3,8 @@
 // Dependency-free on purpose (the page needs nothing but static files), bound to 127.0.0.1 because
 // WebGPU and service workers need a secure context and localhost is one without certificates.
 //
-//   node web/serve.mjs [--port 8080] [--host 127.0.0.1] [--www DIR] [--models DIR] [--pkg DIR] [--test-hooks]
+//   node web/serve.mjs [--port 8080] [--host 127.0.0.1] [--www DIR] [--models DIR] [--pkg DIR]
+//                      [--test-hooks] [--exit-with-parent]
 //
 // --port 0 picks a free port. The first stdout line is "Hearth: http://HOST:PORT/" (tests parse it).
 // --test-hooks enables `?dropAfter=N` on /models/ URLs: the connection is cut once that URL has
@@ -11,6 +12,8 @@
 // import for real, and `?rate=B` on /models/ URLs sends at most B bytes per second (so a test can
 // pause an import midway); every /models/ request is also logged as a JSON line ("model-request").
 // --pkg DIR serves /pkg/ from DIR instead of www/pkg (the UI test points it at web/fake-pkg).
+// --exit-with-parent stops the server when its stdin closes, i.e. when the test that spawned it
+// with a stdin pipe ends, however it ends (even killed).
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -283,8 +286,9 @@ function parseArgs(argv) {
     else if (a === '--models') opts.modelsDir = value();
     else if (a === '--pkg') opts.pkgDir = value();
     else if (a === '--test-hooks') opts.testHooks = true;
+    else if (a === '--exit-with-parent') opts.exitWithParent = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: node web/serve.mjs [--port N (0 = free)] [--host H] [--www DIR] [--models DIR] [--pkg DIR] [--test-hooks]\n');
+      process.stdout.write('usage: node web/serve.mjs [--port N (0 = free)] [--host H] [--www DIR] [--models DIR] [--pkg DIR] [--test-hooks] [--exit-with-parent]\n');
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
   }
@@ -301,6 +305,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
     const stop = () => { server.close(() => process.exit(0)); server.closeAllConnections(); };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    if (opts.exitWithParent) {
+      process.stdin.on('end', stop).on('error', stop).resume();
+    }
   } catch (err) {
     process.stderr.write(`serve.mjs: ${err.message}\n`);
     process.exit(1);
