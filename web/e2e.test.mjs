@@ -94,7 +94,8 @@ test('the shell and the server, seen from a real browser', async () => {
   await page.reload();
   await page.locator('h1').waitFor();
   assert.equal(await page.title(), 'Hearth — a language model on your own GPU');
-  assert.match(await page.locator('#build').innerText(), /^Build \S+\.$/);
+  // The service worker that served the page reports its build version (asynchronously).
+  await page.waitForFunction(() => /^Build \S+\.$/.test(document.getElementById('build').textContent));
   const offline = await page.evaluate(async () => ({
     css: getComputedStyle(document.body).display, // style.css applied
     worker: (await fetch('worker.js')).ok,
