@@ -318,6 +318,7 @@ async function loadModel(id) {
     const ms = performance.now() - t0;
     state.loadedId = id;
     localStorage.setItem('hearth.lastModel', id);
+    $('load-label').textContent = `Loaded ${id}`;
     $('load-text').textContent = `Loaded in ${(ms / 1000).toFixed(1)} s${stats?.peakWasmMemoryBytes ? ` · peak wasm memory ${fmtBytes(stats.peakWasmMemoryBytes)}` : ''}.`;
     announce('loaded', { id, ms, stats });
   } catch (err) {
