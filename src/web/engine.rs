@@ -75,6 +75,7 @@ pub async fn load_from_store(
     on_progress(LoadPhase::Reading, 0, total);
 
     // The header: whole shards until it parses (Llama 3's ~10 MB header fits in the first).
+    // The first shard is read straight into `head`, so one shard is in memory, not two.
     let mut head = Vec::new();
     let mut shard = Vec::new();
     let mut next = 0u32;
@@ -83,7 +84,11 @@ pub async fn load_from_store(
             return Err(err(format!("model {id:?}: the stored file ends inside its GGUF header")));
         }
         store.read_shard_into(id, next, &mut shard).await.map_err(err)?;
-        head.extend_from_slice(&shard);
+        if head.is_empty() {
+            std::mem::swap(&mut head, &mut shard);
+        } else {
+            head.extend_from_slice(&shard);
+        }
         next += 1;
         match gguf::parse(&head, total).map_err(err)? {
             Parsed::Complete(file) => break *file,
@@ -97,7 +102,9 @@ pub async fn load_from_store(
 
     let mut loader = GpuLoader::new(gpu, header).await?;
     loader.push(&head)?;
-    drop(head);
+    drop(shard);
+    // The header's buffer becomes the shard buffer: one allocation for the whole load.
+    let mut shard = head;
     on_progress(LoadPhase::Uploading, loader.position(), total);
     for index in next..shards {
         store.read_shard_into(id, index, &mut shard).await.map_err(err)?;
