@@ -1,5 +1,5 @@
-// Shared pieces of the browser tests (ui.test.mjs with the fake engine, e2e.test.mjs with the
-// real one): the Chromium launch, the dev server as a child process, and waiting on the page's
+// Shared pieces of the browser tests (ui.test.mjs with the tiny test model, e2e.test.mjs with the
+// demo model, both on the real engine in www/pkg): the Chromium launch, the dev server as a child process, and waiting on the page's
 // `hearth:*` events.
 
 import { chromium } from 'playwright-core';
@@ -32,10 +32,11 @@ const EVENTS = ['engine-ready', 'engine-error', 'models', 'import-progress', 'im
   'load-progress', 'loaded', 'load-error', 'reply', 'reply-error'];
 
 /** Starts web/serve.mjs as a child process on a free port; resolves once it prints its URL. */
-export async function startServer({ testHooks = true, pkgDir } = {}) {
+export async function startServer({ testHooks = true, pkgDir, modelsDir } = {}) {
   const args = [path.join(WEB, 'serve.mjs'), '--port', '0', '--exit-with-parent'];
   if (testHooks) args.push('--test-hooks');
   if (pkgDir) args.push('--pkg', pkgDir);
+  if (modelsDir) args.push('--models', modelsDir);
   // stdin is a pipe the server watches (--exit-with-parent): an interrupted test run, however it
   // ends, does not leave its server behind.
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });

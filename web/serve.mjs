@@ -11,7 +11,9 @@
 // served N bytes in total (over every request), once per URL, so browser tests can interrupt an
 // import for real, and `?rate=B` on /models/ URLs sends at most B bytes per second (so a test can
 // pause an import midway); every /models/ request is also logged as a JSON line ("model-request").
-// --pkg DIR serves /pkg/ from DIR instead of www/pkg (the UI test points it at web/fake-pkg).
+// --pkg DIR serves /pkg/ from DIR instead of www/pkg (the UI test's service-worker update check
+// points it at a copy of www/pkg whose build version it changes). --models DIR serves /models/
+// from DIR (the UI test serves tests/fixtures/, for the tiny test model).
 // --exit-with-parent stops the server when its stdin closes, i.e. when the test that spawned it
 // with a stdin pipe ends, however it ends (even killed).
 

@@ -273,14 +273,17 @@ async function runImport(id, start) {
     $('import-text').textContent = 'Stored.';
   } catch (err) {
     const paused = state.importing.paused || err.name === 'AbortError';
-    $('import-text').textContent = paused
-      ? 'Paused. Resume it from the list below.'
-      : err.name === 'QuotaExceededError'
-        ? `Out of storage: ${err.message} Delete a model or free disk space, then resume.`
-        : `Stopped: ${err.message} What is stored is kept: resume it from the list below.`;
     state.importing = null;
     $('import-cancel').hidden = true;
     await refreshModels(); // before announcing, so the list already shows what was kept
+    // The store keeps whole shards only: an import stopped before its first one left nothing to
+    // resume, and the page must not point at a Resume button that is not there.
+    const kept = state.models.some((m) => m.id === id);
+    $('import-text').textContent = paused
+      ? kept ? 'Paused. Resume it from the list below.' : 'Paused before anything was stored: start it again to continue.'
+      : err.name === 'QuotaExceededError'
+        ? `Out of storage: ${err.message} Delete a model or free disk space, then ${kept ? 'resume' : 'try again'}.`
+        : `Stopped: ${err.message} ${kept ? 'What is stored is kept: resume it from the list below.' : 'Nothing was stored.'}`;
     announce('import-error', { id, message: err.message, paused });
     return;
   }
