@@ -32,18 +32,43 @@ fn is_k_type() -> bool {
     return WTYPE == T_Q4_K || WTYPE == T_Q5_K || WTYPE == T_Q6_K;
 }
 
-// The 4 bytes at an even byte offset.
+// Whether every block (and so every field) starts on a 4-byte boundary: block sizes that are
+// multiples of 4, in parts that start at byte 0. (F16/BF16 rows of odd length do not.)
+fn aligned_blocks() -> bool {
+    return WTYPE == T_F32 || WTYPE == T_Q4_1 || WTYPE == T_Q5_1 || WTYPE == T_Q4_K || WTYPE == T_Q5_K;
+}
+
+// The 4 bytes at an even byte offset. Unaligned reads take both words and pick without a
+// branch: CPU implementations run a workgroup as SIMD lanes and would run both sides.
 fn w_u32(byte: u32) -> u32 {
     let i = byte >> 2u;
-    if ((byte & 2u) == 0u) {
+    if (aligned_blocks()) {
         return W[i];
     }
-    return (W[i] >> 16u) | (W[i + 1u] << 16u);
+    let lo = W[i];
+    let hi = W[i + 1u];
+    return select((lo >> 16u) | (hi << 16u), lo, (byte & 2u) == 0u);
 }
 
 // The f16 at an even byte offset, as f32.
 fn w_f16(byte: u32) -> f32 {
     return unpack2x16float(W[byte >> 2u] >> ((byte & 2u) * 8u)).x;
+}
+
+// The two f16s at a 4-byte aligned offset (d and m/dmin of the aligned block types): one read.
+fn w_f16x2(byte: u32) -> vec2<f32> {
+    return unpack2x16float(W[byte >> 2u]);
+}
+
+// Blocks of Q4_0/Q5_0/Q8_0 (18, 22, 34 bytes) start at an even offset `b`: `b & 2` says
+// whether their f16 scale is the high half of the first word. Reading the words that cover
+// the block once (5, 6, 9) and shifting takes half the reads of `w_u32` per field.
+fn block_word(w0: u32, w1: u32, odd: bool) -> u32 {
+    // 4 bytes starting 2 bytes into w0 (even block) or at w1 (odd block).
+    return select((w0 >> 16u) | (w1 << 16u), w1, odd);
+}
+fn block_scale(w0: u32, odd: bool) -> f32 {
+    return unpack2x16float(select(w0, w0 >> 16u, odd)).x;
 }
 
 // The 4 bytes of a word, each as a u32.
@@ -125,17 +150,23 @@ fn decode_unit(rb: u32, u: u32, row_len: u32) -> array<vec4<f32>, 8> {
     } else if (WTYPE == T_Q4_0) {
         // d:f16, qs[16]; value = (q - 8) * d; low nibbles are elements 0..16, high 16..32
         let b = rb + u * 18u;
-        let d = w_f16(b);
+        let odd = (b & 2u) != 0u;
+        var w: array<u32, 5>;
+        for (var k = 0u; k < 5u; k++) {
+            w[k] = W[(b >> 2u) + k];
+        }
+        let d = block_scale(w[0], odd);
         for (var k = 0u; k < 4u; k++) {
-            let q = w_u32(b + 2u + k * 4u);
+            let q = block_word(w[k], w[k + 1u], odd);
             v[k] = (vec4<f32>(nib_lo(q)) - 8.0) * d;
             v[k + 4u] = (vec4<f32>(nib_hi(q)) - 8.0) * d;
         }
     } else if (WTYPE == T_Q4_1) {
         // d:f16, m:f16, qs[16]; value = q * d + m
         let b = rb + u * 20u;
-        let d = w_f16(b);
-        let m = w_f16(b + 2u);
+        let dm = w_f16x2(b);
+        let d = dm.x;
+        let m = dm.y;
         for (var k = 0u; k < 4u; k++) {
             let q = w_u32(b + 4u + k * 4u);
             v[k] = vec4<f32>(nib_lo(q)) * d + m;
@@ -144,18 +175,24 @@ fn decode_unit(rb: u32, u: u32, row_len: u32) -> array<vec4<f32>, 8> {
     } else if (WTYPE == T_Q5_0) {
         // d:f16, qh:u32 (fifth bits), qs[16]; value = (q - 16) * d
         let b = rb + u * 22u;
-        let d = w_f16(b);
-        let qh = w_u32(b + 2u);
+        let odd = (b & 2u) != 0u;
+        var w: array<u32, 6>;
+        for (var k = 0u; k < 6u; k++) {
+            w[k] = W[(b >> 2u) + k];
+        }
+        let d = block_scale(w[0], odd);
+        let qh = block_word(w[0], w[1], odd);
         for (var k = 0u; k < 4u; k++) {
-            let q = w_u32(b + 6u + k * 4u);
+            let q = block_word(w[k + 1u], w[k + 2u], odd);
             v[k] = (vec4<f32>(nib_lo(q) | bit5(qh, k * 4u)) - 16.0) * d;
             v[k + 4u] = (vec4<f32>(nib_hi(q) | bit5(qh, 16u + k * 4u)) - 16.0) * d;
         }
     } else if (WTYPE == T_Q5_1) {
         // d:f16, m:f16, qh:u32, qs[16]; value = q * d + m
         let b = rb + u * 24u;
-        let d = w_f16(b);
-        let m = w_f16(b + 2u);
+        let dm = w_f16x2(b);
+        let d = dm.x;
+        let m = dm.y;
         let qh = w_u32(b + 4u);
         for (var k = 0u; k < 4u; k++) {
             let q = w_u32(b + 8u + k * 4u);
@@ -165,9 +202,14 @@ fn decode_unit(rb: u32, u: u32, row_len: u32) -> array<vec4<f32>, 8> {
     } else if (WTYPE == T_Q8_0) {
         // d:f16, qs[32]:i8; value = q * d
         let b = rb + u * 34u;
-        let d = w_f16(b);
+        let odd = (b & 2u) != 0u;
+        var w: array<u32, 9>;
+        for (var k = 0u; k < 9u; k++) {
+            w[k] = W[(b >> 2u) + k];
+        }
+        let d = block_scale(w[0], odd);
         for (var k = 0u; k < 8u; k++) {
-            v[k] = sbytes4(w_u32(b + 2u + k * 4u)) * d;
+            v[k] = sbytes4(block_word(w[k], w[k + 1u], odd)) * d;
         }
     } else if (WTYPE == T_Q4_K || WTYPE == T_Q5_K) {
         // d:f16, dmin:f16, scales[12], (Q5_K: qh[32]), qs[128]. Group g of 64 values uses
@@ -180,8 +222,9 @@ fn decode_unit(rb: u32, u: u32, row_len: u32) -> array<vec4<f32>, 8> {
         if (WTYPE == T_Q5_K) {
             b = rb + (u >> 3u) * 176u;
         }
-        let d = w_f16(b);
-        let dmin = w_f16(b + 2u);
+        let dd = w_f16x2(b);
+        let d = dd.x;
+        let dmin = dd.y;
         let sc = vec3<u32>(w_u32(b + 4u), w_u32(b + 8u), w_u32(b + 12u));
         let sm1 = k_scale_min(sc, 2u * g);
         let sm2 = k_scale_min(sc, 2u * g + 1u);

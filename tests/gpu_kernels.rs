@@ -4,7 +4,7 @@
 
 use half::{bf16, f16};
 use hearth::gguf::{GgufWriter, TensorInfo};
-use hearth::gpu::{Gpu, GpuBuffer, GpuError, GpuOptions, GpuTensor, GpuWeights, KvCache, Kernels, Rope, SampleConfig, Sampler, Step, StepUniform};
+use hearth::gpu::{Gpu, GpuBuffer, GpuError, GpuOptions, GpuTensor, GpuWeights, KvCache, Kernels, Rope, SampleConfig, Sampler, Step, StepUniform, Tuning};
 use hearth::model::loader::{stream_file, MemorySink, TensorSink};
 use hearth::quant::{dequantize, GgmlType};
 use std::sync::OnceLock;
@@ -47,6 +47,21 @@ fn make_gpu(opts: &GpuOptions) -> Gpu {
 fn kernels() -> &'static Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     K.get_or_init(|| Kernels::new(&make_gpu(&GpuOptions::default())))
+}
+
+/// The kernel layout this adapter does not use by default (the GPU layout on lavapipe), so
+/// both layouts are checked on any machine.
+fn other_tuning() -> Tuning {
+    match kernels().gpu.tuning {
+        Tuning::Gpu => Tuning::Cpu,
+        Tuning::Cpu => Tuning::Gpu,
+    }
+}
+
+/// Kernels on a device laid out with [`other_tuning`].
+fn other_kernels() -> &'static Kernels {
+    static K: OnceLock<Kernels> = OnceLock::new();
+    K.get_or_init(|| Kernels::new(&make_gpu(&GpuOptions { tuning: Some(other_tuning()), ..Default::default() })))
 }
 
 /// A small f16 scale that is normal (not subnormal), either sign.
@@ -188,11 +203,11 @@ fn validation_errors_come_back_as_gpu_errors() {
 
 #[test]
 fn matvec_and_matmul_every_type() {
-    let k = kernels();
     let mut rng = Rng(42);
-    for ty in GgmlType::SUPPORTED {
-        // Float rows of odd length exercise partial units and F16 rows that start mid-word.
-        let lens: &[usize] = if ty.block_layout().unwrap().0 == 1 { &[512, 45] } else { &[512] };
+    for (k, ty) in [kernels(), other_kernels()].into_iter().flat_map(|k| GgmlType::SUPPORTED.map(|ty| (k, ty))) {
+        // Float rows that end inside a 32-value unit (x is read as vec4s: rows are multiples
+        // of 4 values, as every model width is; embed_every_type covers odd lengths).
+        let lens: &[usize] = if ty.block_layout().unwrap().0 == 1 { &[512, 44] } else { &[512] };
         for &row_len in lens {
             let rows = 37;
             let bytes = random_tensor(ty, rows, row_len, &mut rng);
@@ -208,7 +223,14 @@ fn matvec_and_matmul_every_type() {
 fn row_split_upload_matvec_and_embed() {
     // ~1 MB bindings and 1000-wide grids: tensors split into parts whose boundaries are not
     // word-aligned (29411 rows of 34 bytes), and 2-D dispatch grids.
-    let gpu = make_gpu(&GpuOptions { max_binding_bytes: Some(1_000_000), max_workgroups_per_dim: Some(1000), ..Default::default() });
+    for tuning in [kernels().gpu.tuning, other_tuning()] {
+        row_split_case(tuning);
+    }
+}
+
+fn row_split_case(tuning: Tuning) {
+    let opts = GpuOptions { max_binding_bytes: Some(1_000_000), max_workgroups_per_dim: Some(1000), tuning: Some(tuning), ..Default::default() };
+    let gpu = make_gpu(&opts);
     let k = Kernels::new(&gpu);
     let mut rng = Rng(7);
     let cases = [(GgmlType::Q8_0, 32, 40_000), (GgmlType::Q6_K, 256, 5_000), (GgmlType::Q4_K, 512, 4_000)];
@@ -615,6 +637,50 @@ fn gpu_and_cpu_samplers_keep_the_same_tokens() {
     sampler.set_recent(gpu, &[30]).unwrap();
     assert_eq!(cpu.sample(&mut logits.clone()), 9);
     assert_eq!(pick(k, &op, &lb, &logits, &step, 0, &out), 9);
+}
+
+/// Not a test: `cargo test --release --test gpu_kernels -- --ignored --nocapture bench_matmul`
+/// prints the time per token of matvec (decode) and matmul (prefill, 16 and 64 tokens) on the
+/// shapes of SmolLM2-135M (576-wide, Q4_1, Q8_0 head) and Llama 3 8B (4096-wide Q4_K/Q6_K).
+#[test]
+#[ignore]
+fn bench_matmul_per_token() {
+    let k = kernels();
+    let gpu = &k.gpu;
+    let mut rng = Rng(37);
+    let shapes = [
+        (GgmlType::Q4_1, 576, 576),
+        (GgmlType::Q4_1, 1536, 576),
+        (GgmlType::Q4_1, 576, 1536),
+        (GgmlType::Q8_0, 49152, 576),
+        (GgmlType::Q4_K, 4096, 4096),
+        (GgmlType::Q6_K, 1024, 4096),
+        (GgmlType::Q4_K, 4096, 14336),
+    ];
+    for (ty, rows, row_len) in shapes {
+        let bytes = random_tensor(ty, rows, row_len, &mut rng);
+        let w = upload(gpu, &[(info("w", ty, row_len, rows), &bytes)], &mut rng);
+        let w = w.get("w").unwrap();
+        let mut line = format!("{ty} {rows}x{row_len}:");
+        for t in [1usize, 16, 64] {
+            let x = GpuBuffer::from_f32(gpu, &rng.vec(t * row_len), "x").unwrap();
+            let y = GpuBuffer::new(gpu, (t * rows) as u64, "y").unwrap();
+            let op = match t {
+                1 => block_on(k.matvec(w, &x, &y)),
+                _ => block_on(k.matmul(w, &x, &y, t as u64)),
+            }
+            .unwrap();
+            // One warm-up run, then about a second's worth.
+            let t0 = std::time::Instant::now();
+            block_on(k.run(&[&op])).unwrap();
+            let reps = ((1.0 / t0.elapsed().as_secs_f64()) as usize).clamp(1, 50);
+            let t0 = std::time::Instant::now();
+            block_on(k.run(&vec![&op; reps])).unwrap();
+            let per_token = t0.elapsed().as_secs_f64() / (reps * t) as f64;
+            line += &format!("  T={t}: {:.3} ms/token", per_token * 1e3);
+        }
+        eprintln!("{line}");
+    }
 }
 
 /// Not a test: `cargo test --release --test gpu_kernels -- --ignored --nocapture bench` prints

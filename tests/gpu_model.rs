@@ -7,14 +7,18 @@ mod common;
 use common::*;
 use hearth::engine::{Backend, CpuBackend};
 use hearth::gpu::backend::GpuBackend;
-use hearth::gpu::{Gpu, GpuOptions};
+use hearth::gpu::{Gpu, GpuOptions, Tuning};
 use hearth::model::reference::ReferenceModel;
 use hearth::model::synthetic::{self, SyntheticSpec, TypeMix};
 use hearth::sampling::{Sampler, SamplingParams};
 use std::path::Path;
 
 fn gpu(max_binding_bytes: Option<u64>) -> Gpu {
-    Gpu::new_blocking(&GpuOptions { max_binding_bytes, ..Default::default() })
+    gpu_tuned(max_binding_bytes, None)
+}
+
+fn gpu_tuned(max_binding_bytes: Option<u64>, tuning: Option<Tuning>) -> Gpu {
+    Gpu::new_blocking(&GpuOptions { max_binding_bytes, tuning, ..Default::default() })
         .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
 }
 
@@ -65,8 +69,15 @@ fn smollm2_on_gpu() {
     check_set(SMOLLM2, None);
 }
 
+/// Both kernel layouts (the adapter's own and the other one), so the GPU layout is checked on
+/// lavapipe and the CPU layout on a GPU.
 #[test]
 fn every_tensor_type_matches_the_cpu_reference() {
+    every_type_case(Tuning::Cpu);
+    every_type_case(Tuning::Gpu);
+}
+
+fn every_type_case(tuning: Tuning) {
     let spec = SyntheticSpec {
         n_layers: 3,
         dim: 256,
@@ -81,11 +92,11 @@ fn every_tensor_type_matches_the_cpu_reference() {
         types: TypeMix::Every,
         seed: 11,
     };
-    let path = std::env::temp_dir().join(format!("hearth-every-type-{}.gguf", std::process::id()));
+    let path = std::env::temp_dir().join(format!("hearth-every-type-{}-{tuning:?}.gguf", std::process::id()));
     synthetic::write(&spec, None, &mut std::fs::File::create(&path).unwrap()).unwrap();
     let (model, _) = ReferenceModel::load(&path).unwrap();
     let mut cpu = CpuBackend::new(model, 64);
-    let gpu = gpu(Some(256 << 10));
+    let gpu = gpu_tuned(Some(256 << 10), Some(tuning));
     let mut b = load(&path, &gpu, 64);
     std::fs::remove_file(&path).ok();
 
@@ -106,5 +117,5 @@ fn every_tensor_type_matches_the_cpu_reference() {
         let err = g.iter().zip(w).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0f32, f32::max);
         assert!(err < 1e-3, "position {pos}: GPU differs from the CPU by {err}");
     }
-    eprintln!("every-type synthetic model: worst relative logit error after prefill {worst:.2e}");
+    eprintln!("every-type synthetic model ({tuning:?} layout): worst relative logit error after prefill {worst:.2e}");
 }

@@ -22,6 +22,22 @@ pub struct GpuOptions {
     pub power_preference: wgpu::PowerPreference,
     /// Never request `shader-f16`, even where offered (no kernel needs it).
     pub disable_f16: bool,
+    /// Lay kernels out for this kind of device instead of the adapter's own (tests run the
+    /// GPU layout on lavapipe this way).
+    pub tuning: Option<Tuning>,
+}
+
+/// How kernels lay their work out. The same WGSL serves both, specialised by `override`
+/// constants (see `shaders/matvec.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tuning {
+    /// Many threads per row with coalesced reads, reductions in workgroup memory.
+    Gpu,
+    /// For WebGPU/Vulkan implemented on the CPU (lavapipe, SwiftShader): a workgroup runs as
+    /// the SIMD lanes of one CPU thread, where every barrier and every memory access (paid
+    /// lane by lane) costs far more than arithmetic, so each thread owns whole rows.
+    Cpu,
 }
 
 /// What the adapter offers and what Hearth chose, for logs, the CLI and bug reports.
@@ -43,6 +59,7 @@ pub struct GpuReport {
     /// Workgroups per dispatch dimension Hearth actually uses.
     pub max_workgroups_per_dim: u32,
     pub shader_f16: bool,
+    pub tuning: Tuning,
 }
 
 /// The device, its queue and the limits every op lays itself out by. Cheap to clone.
@@ -56,6 +73,7 @@ pub struct Gpu {
     pub features: wgpu::Features,
     binding_limit: u64,
     max_groups: u32,
+    pub tuning: Tuning,
     /// Errors that escaped every error scope (wgpu's default would panic).
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -115,7 +133,11 @@ impl Gpu {
         if let Some(cap) = opts.max_workgroups_per_dim {
             max_groups = max_groups.min(cap.max(1));
         }
-        Ok(Self { features: device.features(), device, queue, info, limits, binding_limit, max_groups, uncaptured })
+        let tuning = opts.tuning.unwrap_or(match info.device_type {
+            wgpu::DeviceType::Cpu => Tuning::Cpu,
+            _ => Tuning::Gpu,
+        });
+        Ok(Self { features: device.features(), device, queue, info, limits, binding_limit, max_groups, tuning, uncaptured })
     }
 
     /// Native only: create the device by blocking on [`Gpu::new`].
@@ -151,6 +173,7 @@ impl Gpu {
             binding_limit: self.binding_limit,
             max_workgroups_per_dim: self.max_groups,
             shader_f16: self.features.contains(wgpu::Features::SHADER_F16),
+            tuning: self.tuning,
         }
     }
 

@@ -65,7 +65,9 @@ impl Shader {
 pub const KERNEL_TYPES: [GgmlType; 11] = GgmlType::SUPPORTED;
 
 type ModuleKey = (Shader, u32);
-type PipelineKey = (Shader, u32, &'static str);
+/// Pipeline-overridable constants (WGSL `override`) an op specialises a pipeline with.
+pub type Constants = &'static [(&'static str, u32)];
+type PipelineKey = (Shader, u32, &'static str, Constants);
 
 /// Pipelines compiled so far; ops ask here so each (shader, type, entry) compiles once.
 pub struct Kernels {
@@ -110,8 +112,20 @@ impl Kernels {
         wtype: Option<GgmlType>,
         entry: &'static str,
     ) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+        self.pipeline_with(shader, wtype, entry, &[]).await
+    }
+
+    /// [`Kernels::pipeline`] with values for the module's `override` constants.
+    pub async fn pipeline_with(
+        &self,
+        shader: Shader,
+        wtype: Option<GgmlType>,
+        entry: &'static str,
+        constants: Constants,
+    ) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
         let ty = wtype.filter(|_| shader.reads_weights()).map_or(u32::MAX, |t| t.0);
-        if let Some(p) = lock(&self.pipelines).get(&(shader, ty, entry)) {
+        let key = (shader, ty, entry, constants);
+        if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
         let what = match wtype {
@@ -128,16 +142,17 @@ impl Kernels {
                 })
             })
             .clone();
+        let values: Vec<(&str, f64)> = constants.iter().map(|&(name, v)| (name, v as f64)).collect();
         let pipeline = self.gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,
             module: &module,
             entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &values,
                 // Every kernel writes the workgroup memory it reads first, so skip wgpu's
                 // zero-fill (an extra pass and barrier per workgroup). Browsers zero it anyway.
                 zero_initialize_workgroup_memory: false,
-                ..Default::default()
             },
             cache: None,
         });
@@ -147,7 +162,7 @@ impl Kernels {
             return Err(e);
         }
         let pipeline = Arc::new(pipeline);
-        lock(&self.pipelines).insert((shader, ty, entry), pipeline.clone());
+        lock(&self.pipelines).insert(key, pipeline.clone());
         Ok(pipeline)
     }
 

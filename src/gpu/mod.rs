@@ -22,7 +22,7 @@ pub mod ops;
 pub mod weights;
 
 pub use buffers::{GpuBuffer, Step, StepUniform};
-pub use device::{Gpu, GpuOptions, GpuReport};
+pub use device::{Gpu, GpuOptions, GpuReport, Tuning};
 pub use kernels::{Kernels, Op};
 pub use ops::attention::{KvCache, Rope};
 pub use ops::sample::{SampleConfig, Sampler};

@@ -147,6 +147,7 @@ impl Kernels {
         const OP: &str = "kv_append";
         let (kc, vc) = cache.layer(OP, layer)?;
         let n = n_tokens * cache.n_kv_heads * cache.head_dim;
+        ensure(cache.head_dim.is_multiple_of(4), OP, || format!("head_dim {} is not a multiple of 4", cache.head_dim))?;
         check_len(OP, "k", k, n)?;
         check_len(OP, "v", v, n)?;
         u32_of(OP, "values", n)?;
@@ -166,7 +167,7 @@ impl Kernels {
                 (7, step.buffer.as_entire_binding()),
             ],
         );
-        let (gx, gy) = self.gpu.grid(n.div_ceil(64), OP)?;
+        let (gx, gy) = self.gpu.grid((n / 4).div_ceil(64), OP)?;
         op.push(&pipeline, bg, [gx, gy, 1]);
         scope.check("binding kv_append").await?;
         Ok(op)
@@ -189,7 +190,9 @@ impl Kernels {
         const OP: &str = "attention";
         let (kc, vc) = cache.layer(OP, layer)?;
         ensure(n_heads > 0 && n_heads.is_multiple_of(cache.n_kv_heads), OP, || format!("{n_heads} heads do not share {} kv heads evenly", cache.n_kv_heads))?;
-        ensure(cache.head_dim <= MAX_HEAD_DIM, OP, || format!("head_dim {} exceeds {MAX_HEAD_DIM}", cache.head_dim))?;
+        ensure(cache.head_dim <= MAX_HEAD_DIM && cache.head_dim.is_multiple_of(4), OP, || {
+            format!("head_dim {} must be a multiple of 4, at most {MAX_HEAD_DIM}", cache.head_dim)
+        })?;
         let max = self.gpu.max_workgroups_per_dim() as u64;
         ensure(n_heads <= max && n_tokens <= max, OP, || format!("{n_heads} heads x {n_tokens} tokens exceed the dispatch limit"))?;
         let n = n_tokens * n_heads * cache.head_dim;

@@ -3,8 +3,8 @@
 //! `shaders/embed.wgsl` over `shaders/quant.wgsl`).
 
 use super::{check_len, u32_of};
-use crate::gpu::kernels::{Shader, KERNEL_TYPES};
-use crate::gpu::{ensure, GpuBuffer, GpuError, GpuTensor, Kernels, Op};
+use crate::gpu::kernels::{Constants, Shader, KERNEL_TYPES};
+use crate::gpu::{ensure, GpuBuffer, GpuError, GpuTensor, Kernels, Op, Tuning};
 
 /// WGSL `matvec.wgsl::Params`.
 #[repr(C)]
@@ -36,8 +36,40 @@ struct EmbedParams {
 
 /// Tokens per weight read in `matmul` (WGSL `TILE_T`).
 pub const MATMUL_TILE: u64 = 8;
-/// Rows per workgroup in `matvec` (WGSL `ROWS`); `matmul` does one row per workgroup.
-pub const MATVEC_ROWS: u64 = 4;
+/// Rows per row group in `matvec` and `matmul` (WGSL `ROWS`).
+pub const GROUP_ROWS: u64 = 4;
+
+/// WGSL (`WG`, `SPLIT`) overrides: threads per workgroup, and per row group.
+type Layout = (u32, u32);
+
+/// The workgroup layout for rows of `units` 32-value units.
+fn layout(tuning: Tuning, units: u64) -> Layout {
+    match tuning {
+        // Enough threads per row group that each takes one or two units: adjacent threads
+        // read adjacent blocks (coalesced), and no thread idles on short rows (SmolLM2's
+        // 576-wide rows are 18 units; Llama 3 8B's 4096 are 128).
+        Tuning::Gpu => (64, 1 << units.clamp(1, 64).ilog2()),
+        // One thread per row group: no reduction, no barrier. 16 threads (2 AVX2 SIMD
+        // groups) x 4 rows keeps workgroups small enough to spread over every core.
+        Tuning::Cpu => (16, 1),
+    }
+}
+
+/// The pipeline constants of a layout. Pipelines are cached by their constants, which are
+/// 'static: one table entry per layout `layout` can return.
+fn constants(l: Layout) -> Constants {
+    const TABLE: [(Layout, Constants); 8] = [
+        ((64, 64), &[("WG", 64), ("SPLIT", 64)]),
+        ((64, 32), &[("WG", 64), ("SPLIT", 32)]),
+        ((64, 16), &[("WG", 64), ("SPLIT", 16)]),
+        ((64, 8), &[("WG", 64), ("SPLIT", 8)]),
+        ((64, 4), &[("WG", 64), ("SPLIT", 4)]),
+        ((64, 2), &[("WG", 64), ("SPLIT", 2)]),
+        ((64, 1), &[("WG", 64), ("SPLIT", 1)]),
+        ((16, 1), &[("WG", 16), ("SPLIT", 1)]),
+    ];
+    TABLE.iter().find(|(k, _)| *k == l).map_or(TABLE[0].1, |(_, c)| *c)
+}
 
 /// 32-value units per row (quant.wgsl): quantized rows are whole blocks, float rows may end
 /// in a partial unit.
@@ -75,7 +107,9 @@ impl Kernels {
         let tiles = if entry == "matmul" { n_tokens.div_ceil(MATMUL_TILE) } else { 1 };
         ensure(tiles <= self.gpu.max_workgroups_per_dim() as u64, entry, || format!("{n_tokens} tokens is too many for one dispatch"))?;
 
-        let pipeline = self.pipeline(Shader::Matvec, Some(w.ty), entry).await?;
+        ensure(w.row_len.is_multiple_of(4), entry, || format!("tensor {:?}: rows of {} values (x is read as vec4s)", w.name, w.row_len))?;
+        let (wg, split) = layout(self.gpu.tuning, units_per_row(w));
+        let pipeline = self.pipeline_with(Shader::Matvec, Some(w.ty), entry, constants((wg, split))).await?;
         let scope = self.gpu.scope();
         let mut op = Op::new(format!("{entry} {}", w.name));
         for part in &w.parts {
@@ -100,8 +134,8 @@ impl Kernels {
                     (3, uniform.as_entire_binding()),
                 ],
             );
-            let rows_per_group = if entry == "matvec" { MATVEC_ROWS } else { 1 };
-            let (gx, gy) = self.gpu.grid(part.rows.div_ceil(rows_per_group), entry)?;
+            let rows_per_workgroup = GROUP_ROWS * (wg / split) as u64;
+            let (gx, gy) = self.gpu.grid(part.rows.div_ceil(rows_per_workgroup), entry)?;
             op.push(&pipeline, bg, [gx, gy, tiles as u32]);
         }
         scope.check(&format!("binding {}", op.name)).await?;
