@@ -103,3 +103,30 @@ fn errors_are_one_line_and_fail() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn synth_writes_a_model_that_generates_and_benches() {
+    let path = std::env::temp_dir().join(format!("hearth-synth-{}.gguf", std::process::id()));
+    let p = path.to_str().unwrap();
+    let (ok, out, err) = hearth(&["synth", p, "--shape", "tiny", "--tokenizer-from", &tiny()]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["bytes"], std::fs::metadata(&path).unwrap().len());
+    // The lent Llama 3 tokenizer makes text prompts work.
+    let (ok, out, err) = hearth(&["generate", p, "--prompt", "Hello", "--max-tokens", "3", "--temperature", "0", "--json"]);
+    assert!(ok, "{err}");
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["tokens"].as_array().unwrap().len(), 3);
+    let (ok, out, err) = hearth(&["bench", p, "--device", "cpu", "--prompt-tokens", "6", "--gen-tokens", "2", "--json"]);
+    assert!(ok, "{err}");
+    let b: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert!(b["decode_tok_s"].as_f64().unwrap() > 0.0);
+    if cfg!(target_os = "linux") {
+        assert!(b["peak_rss_bytes"].as_u64().unwrap() > 0);
+    }
+    std::fs::remove_file(&path).ok();
+    // A tokenizer must match the 8B shape's vocabulary; nothing is left behind on error.
+    let (ok, _, err) = hearth(&["synth", p, "--shape", "llama3-8b", "--tokenizer-from", &model_path(SMOLLM2).display().to_string()]);
+    assert!(!ok && err.contains("49152"), "{err}");
+    assert!(!path.exists());
+}

@@ -148,6 +148,15 @@ pub fn stream_file<S: TensorSink>(
     Ok(file)
 }
 
+/// The process's peak resident memory (`VmHWM` in /proc/self/status), where the OS reports it
+/// (Linux). Loading should peak near the model's size, whatever the file size: this checks it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// A sink that keeps every tensor in memory (the CPU reference's weights).
 pub struct MemorySink {
     pub tensors: Vec<Vec<u8>>,

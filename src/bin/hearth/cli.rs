@@ -70,6 +70,20 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Write a synthetic Llama GGUF: random but valid Q4_K/Q6_K blocks in llama.cpp's Q4_K_M
+    /// arrangement, streamed to the file (the 8B shape is ~4.9 GB). For tests and full-size runs.
+    Synth {
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = Shape::Tiny)]
+        shape: Shape,
+        /// Copy the tokenizer (tokenizer.* keys) of this GGUF so the model can be prompted with
+        /// text, e.g. tests/fixtures/tiny-llama3-q4km.gguf for Llama 3's. The tiny shape takes
+        /// its vocabulary size; the 8B shape needs 128256 tokens.
+        #[arg(long)]
+        tokenizer_from: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Measure load time, prefill and decode speed; with --json the last line is one JSON object.
     Bench {
         model: PathBuf,
@@ -154,6 +168,16 @@ struct RunArgs {
     context: Option<usize>,
 }
 
+/// Shapes `hearth synth` writes.
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Shape {
+    /// Llama 3 8B: 32 layers, dim 4096, FFN 14336, 32/8 heads, 128256 tokens.
+    #[value(name = "llama3-8b")]
+    Llama3_8b,
+    /// 2 layers, dim 256: a few MB.
+    Tiny,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Device {
     Cpu,
@@ -167,6 +191,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logits { model, tokens, out, device } => logits(&model, &tokens, &out, device),
         Command::Generate(args) => generate(args),
         Command::Chat { model, system, sampling, max_tokens, run } => chat(&model, system, &sampling, max_tokens, &run),
+        Command::Synth { out, shape, tokenizer_from, seed } => synth(&out, shape, tokenizer_from.as_deref(), seed),
         Command::Bench { model, prompt_tokens, gen_tokens, json, device } => bench(&model, prompt_tokens, gen_tokens, json, device),
     }
 }
@@ -228,8 +253,8 @@ fn tokenize(path: &Path, text: Option<String>, input: Option<PathBuf>, bos: bool
 
 /// The device a command runs on.
 enum AnyBackend {
-    Cpu(CpuBackend),
-    Gpu(Box<GpuBackend>, Gpu),
+    Cpu(Box<CpuBackend>),
+    Gpu(Box<GpuBackend>, Box<Gpu>),
 }
 
 impl Backend for AnyBackend {
@@ -278,12 +303,12 @@ fn open_backend(path: &Path, run: &RunArgs) -> Result<AnyBackend> {
     match run.device {
         Device::Cpu => {
             let (model, _) = ReferenceModel::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(AnyBackend::Cpu(CpuBackend::new(model, context)))
+            Ok(AnyBackend::Cpu(Box::new(CpuBackend::new(model, context))))
         }
         Device::Gpu => {
             let gpu = Gpu::new_blocking(&GpuOptions::default())?;
             let backend = GpuBackend::load_file(path, &gpu, Some(context as u64), |_, _, _| {})?;
-            Ok(AnyBackend::Gpu(Box::new(backend), gpu))
+            Ok(AnyBackend::Gpu(Box::new(backend), Box::new(gpu)))
         }
     }
 }
@@ -401,6 +426,36 @@ fn chat(path: &Path, system: Option<String>, sampling: &SamplingArgs, max_tokens
     }
 }
 
+fn synth(out: &Path, shape: Shape, tokenizer_from: Option<&Path>, seed: u64) -> Result<()> {
+    use hearth::model::synthetic::{self, SyntheticSpec};
+    let tokenizer = tokenizer_from.map(read_header).transpose()?;
+    if let (Some(path), Some(t)) = (tokenizer_from, &tokenizer) {
+        if synthetic::tokenizer_vocab(t).is_none() {
+            return Err(format!("{} has no tokenizer (tokenizer.ggml.tokens) to lend", path.display()).into());
+        }
+    }
+    let mut spec = match shape {
+        Shape::Llama3_8b => SyntheticSpec::llama3_8b(),
+        Shape::Tiny => SyntheticSpec::tiny(),
+    };
+    spec.seed = seed;
+    if let (Shape::Tiny, Some(n)) = (shape, tokenizer.as_ref().and_then(synthetic::tokenizer_vocab)) {
+        spec.vocab = n;
+    }
+    let t0 = Instant::now();
+    let file = std::fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
+    let written = synthetic::write(&spec, tokenizer.as_ref(), &mut w).and_then(|()| w.flush());
+    if let Err(e) = written {
+        drop(w);
+        let _ = std::fs::remove_file(out);
+        return Err(format!("writing {}: {e}", out.display()).into());
+    }
+    let bytes = std::fs::metadata(out)?.len();
+    println!("{}", json!({"file": out.display().to_string(), "bytes": bytes, "seconds": t0.elapsed().as_secs_f64()}));
+    Ok(())
+}
+
 fn bench(path: &Path, prompt_tokens: usize, gen_tokens: usize, json: bool, device: Device) -> Result<()> {
     if prompt_tokens == 0 || gen_tokens == 0 {
         return Err("--prompt-tokens and --gen-tokens must be at least 1".into());
@@ -416,6 +471,12 @@ fn bench(path: &Path, prompt_tokens: usize, gen_tokens: usize, json: bool, devic
     let vocab = backend.config().vocab_size as u32;
     let prompt: Vec<u32> = (0..prompt_tokens as u32).map(|i| (1000 + i * 7) % vocab).collect();
     let mut sampler = Sampler::new(hearth::sampling::SamplingParams::greedy());
+    // Warm up: drivers may compile a pipeline on its first dispatch (lavapipe JIT-compiles
+    // it then). Five tokens run a batched prefill graph and the decode graph once.
+    let t_warm = Instant::now();
+    pollster::block_on(backend.next_token(&prompt[..prompt_tokens.min(5)], &mut sampler))?;
+    backend.rewind(0);
+    let warmup_seconds = t_warm.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let mut next = pollster::block_on(backend.next_token(&prompt, &mut sampler))?;
     let prefill_seconds = t1.elapsed().as_secs_f64();
@@ -434,11 +495,12 @@ fn bench(path: &Path, prompt_tokens: usize, gen_tokens: usize, json: bool, devic
              b.model.dispatches_per_token(), 1, 4, b.model.weights.gpu_bytes())
         }
     };
-    let report = json!({
+    let mut report = json!({
         "model": path.display().to_string(),
         "device": if device == Device::Gpu { "gpu" } else { "cpu" },
         "adapter": adapter,
         "load_seconds": load_seconds,
+        "warmup_seconds": warmup_seconds,
         "prompt_tokens": prompt_tokens,
         "gen_tokens": gen_tokens,
         "prefill_tok_s": prefill_tok_s,
@@ -450,6 +512,9 @@ fn bench(path: &Path, prompt_tokens: usize, gen_tokens: usize, json: bool, devic
         "weight_file_bytes": tensor_bytes,
         "file_bytes": file_bytes,
     });
+    if let Some(rss) = loader::peak_rss_bytes() {
+        report["peak_rss_bytes"] = json!(rss);
+    }
     if json {
         println!("{report}");
     } else {
