@@ -4,9 +4,10 @@
 
 use half::{bf16, f16};
 use hearth::gguf::{GgufWriter, TensorInfo};
-use hearth::gpu::{Gpu, GpuBuffer, GpuError, GpuOptions, GpuTensor, GpuWeights, KvCache, Kernels, Rope, SampleConfig, Sampler, Step, StepUniform, Tuning};
+use hearth::gpu::{Gpu, GpuBuffer, GpuError, GpuOptions, GpuTensor, GpuWeights, KvCache, Kernels, Rope, Sampler, Step, StepUniform, Tuning};
 use hearth::model::loader::{stream_file, MemorySink, TensorSink};
 use hearth::quant::{dequantize, GgmlType};
+use hearth::sampling::SamplingParams;
 use std::sync::OnceLock;
 
 /// splitmix64: tiny, seeded, deterministic.
@@ -509,9 +510,9 @@ fn sampling_rules() {
     let lb = GpuBuffer::new(gpu, vocab as u64, "logits").unwrap();
     let out = GpuBuffer::new(gpu, 1, "token").unwrap();
     let step = StepUniform::new(gpu);
-    let sampler = Sampler::new(gpu, vocab as u64, 8, &SampleConfig::greedy()).unwrap();
+    let sampler = Sampler::new(gpu, vocab as u64, 8, &SamplingParams::greedy()).unwrap();
     let op = block_on(k.sample(&lb, &sampler, &step, &out)).unwrap();
-    let mut run = |cfg: &SampleConfig, logits: &[f32], rand_step: u32| {
+    let mut run = |cfg: &SamplingParams, logits: &[f32], rand_step: u32| {
         sampler.set_config(gpu, cfg);
         pick(k, &op, &lb, logits, &step, rand_step, &out)
     };
@@ -519,11 +520,11 @@ fn sampling_rules() {
     let best = (0..vocab).max_by(|&a, &b| logits[a].total_cmp(&logits[b]).then(b.cmp(&a))).unwrap() as u32;
 
     // Greedy and top-k = 1 are the argmax.
-    assert_eq!(run(&SampleConfig::greedy(), &logits, 1), best);
-    let top1 = SampleConfig { temperature: 1.0, top_k: 1, top_p: 1.0, min_p: 0.0, ..Default::default() };
+    assert_eq!(run(&SamplingParams::greedy(), &logits, 1), best);
+    let top1 = SamplingParams { temperature: 1.0, top_k: 1, top_p: 1.0, min_p: 0.0, ..Default::default() };
     assert_eq!(run(&top1, &logits, 2), best);
     // Same seed and step: same token; different steps explore.
-    let free = SampleConfig { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 1234, ..Default::default() };
+    let free = SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 1234, ..Default::default() };
     let a: Vec<u32> = (0..8).map(|s| run(&free, &logits, s)).collect();
     let b: Vec<u32> = (0..8).map(|s| run(&free, &logits, s)).collect();
     assert_eq!(a, b);
@@ -534,20 +535,20 @@ fn sampling_rules() {
     crafted[10] = 0.5f32.ln();
     crafted[20] = 0.3f32.ln();
     crafted[30] = 0.15f32.ln();
-    let draws = |cfg: &SampleConfig, run: &mut dyn FnMut(&SampleConfig, &[f32], u32) -> u32| -> Vec<u32> { (0..60).map(|s| run(cfg, &crafted, s)).collect() };
-    let base = SampleConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: 99, ..Default::default() };
+    let draws = |cfg: &SamplingParams, run: &mut dyn FnMut(&SamplingParams, &[f32], u32) -> u32| -> Vec<u32> { (0..60).map(|s| run(cfg, &crafted, s)).collect() };
+    let base = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: 99, ..Default::default() };
     // top-p 0.7 keeps {10, 20} (0.5 alone is not enough); top-p 0.85 adds 30.
-    let d = draws(&SampleConfig { top_p: 0.7, ..base.clone() }, &mut run);
+    let d = draws(&SamplingParams { top_p: 0.7, ..base.clone() }, &mut run);
     assert!(d.iter().all(|t| [10, 20].contains(t)) && d.contains(&10) && d.contains(&20), "{d:?}");
-    let d = draws(&SampleConfig { top_p: 0.85, ..base.clone() }, &mut run);
+    let d = draws(&SamplingParams { top_p: 0.85, ..base.clone() }, &mut run);
     assert!(d.iter().all(|t| [10, 20, 30].contains(t)) && d.contains(&30), "{d:?}");
     // min-p 0.25 keeps p >= 0.125: {10, 20, 30}; min-p 0.5 keeps {10, 20}.
-    let d = draws(&SampleConfig { min_p: 0.25, ..base.clone() }, &mut run);
+    let d = draws(&SamplingParams { min_p: 0.25, ..base.clone() }, &mut run);
     assert!(d.iter().all(|t| [10, 20, 30].contains(t)) && d.contains(&30), "{d:?}");
-    let d = draws(&SampleConfig { min_p: 0.5, ..base.clone() }, &mut run);
+    let d = draws(&SamplingParams { min_p: 0.5, ..base.clone() }, &mut run);
     assert!(d.iter().all(|t| [10, 20].contains(t)), "{d:?}");
     // top-k 2, and frequencies roughly follow the renormalised probabilities 5/8, 3/8.
-    let d: Vec<u32> = (0..200).map(|s| run(&SampleConfig { top_k: 2, ..base.clone() }, &crafted, s)).collect();
+    let d: Vec<u32> = (0..200).map(|s| run(&SamplingParams { top_k: 2, ..base.clone() }, &crafted, s)).collect();
     let tens = d.iter().filter(|&&t| t == 10).count() as f64 / 200.0;
     assert!(d.iter().all(|t| [10, 20].contains(t)) && (tens - 0.625).abs() < 0.1, "{tens}");
     // Without filters the tail (5% of the mass) shows up.
@@ -563,7 +564,7 @@ fn repetition_penalty_and_recent_ring() {
     let lb = GpuBuffer::new(gpu, vocab as u64, "logits").unwrap();
     let out = GpuBuffer::new(gpu, 1, "token").unwrap();
     let step = StepUniform::new(gpu);
-    let cfg = SampleConfig { repeat_penalty: 1.5, ..SampleConfig::greedy() };
+    let cfg = SamplingParams { repeat_penalty: 1.5, ..SamplingParams::greedy() };
     let sampler = Sampler::new(gpu, vocab as u64, 4, &cfg).unwrap();
     let op = block_on(k.sample(&lb, &sampler, &step, &out)).unwrap();
     let mut logits = vec![0.0f32; vocab];
@@ -586,8 +587,7 @@ fn repetition_penalty_and_recent_ring() {
 /// boundary catches tie handling. Each kept token has >= 5% probability, so 300 draws find it.
 #[test]
 fn gpu_and_cpu_samplers_keep_the_same_tokens() {
-    use hearth::gpu::backend::sample_config;
-    use hearth::sampling::{Sampler as CpuSampler, SamplingParams};
+    use hearth::sampling::Sampler as CpuSampler;
     use std::collections::BTreeSet;
     let k = kernels();
     let gpu = &k.gpu;
@@ -595,7 +595,7 @@ fn gpu_and_cpu_samplers_keep_the_same_tokens() {
     let lb = GpuBuffer::new(gpu, vocab as u64, "logits").unwrap();
     let out = GpuBuffer::new(gpu, 1, "token").unwrap();
     let step = StepUniform::new(gpu);
-    let sampler = Sampler::new(gpu, vocab as u64, 8, &SampleConfig::greedy()).unwrap();
+    let sampler = Sampler::new(gpu, vocab as u64, 8, &SamplingParams::greedy()).unwrap();
     let op = block_on(k.sample(&lb, &sampler, &step, &out)).unwrap();
 
     // Probabilities at temperature 1: 0.40 0.24 0.16 0.09 0.05 0.03 at scattered ids (so
@@ -620,7 +620,7 @@ fn gpu_and_cpu_samplers_keep_the_same_tokens() {
         let want: BTreeSet<u32> = want.iter().copied().collect();
         let mut cpu = CpuSampler::new(params.clone());
         let cpu_set: BTreeSet<u32> = (0..300).map(|_| cpu.sample(&mut logits.to_vec())).collect();
-        sampler.set_config(gpu, &sample_config(&params));
+        sampler.set_config(gpu, &params);
         let gpu_set: BTreeSet<u32> = (0..300).map(|s| pick(k, &op, &lb, logits, &step, s, &out)).collect();
         assert_eq!(cpu_set, want, "{what}: CPU");
         assert_eq!(gpu_set, want, "{what}: GPU");
@@ -633,7 +633,7 @@ fn gpu_and_cpu_samplers_keep_the_same_tokens() {
     let params = SamplingParams { repeat_penalty: 1.5, ..SamplingParams::greedy() };
     let mut cpu = CpuSampler::new(params.clone());
     cpu.accept(30);
-    sampler.set_config(gpu, &sample_config(&params));
+    sampler.set_config(gpu, &params);
     sampler.set_recent(gpu, &[30]).unwrap();
     assert_eq!(cpu.sample(&mut logits.clone()), 9);
     assert_eq!(pick(k, &op, &lb, &logits, &step, 0, &out), 9);
@@ -708,7 +708,7 @@ fn bench_matvec_and_sampling() {
     let logits = GpuBuffer::from_f32(gpu, &rng.vec(vocab), "logits").unwrap();
     let out = GpuBuffer::new(gpu, 1, "token").unwrap();
     let step = StepUniform::new(gpu);
-    for cfg in [SampleConfig::greedy(), SampleConfig::default(), SampleConfig { top_k: 0, ..SampleConfig::default() }] {
+    for cfg in [SamplingParams::greedy(), SamplingParams::default(), SamplingParams { top_k: 0, ..SamplingParams::default() }] {
         let sampler = Sampler::new(gpu, vocab as u64, 64, &cfg).unwrap();
         let op = block_on(k.sample(&logits, &sampler, &step, &out)).unwrap();
         block_on(k.run(&[&op])).unwrap();

@@ -2,8 +2,8 @@
 //! that native and web share: header → weight buffers → chunks through the streaming loader
 //! → op graphs.
 
-use super::model::{GpuModel, REPEAT_WINDOW};
-use super::{Gpu, GpuError, GpuWeights, Kernels, SampleConfig};
+use super::model::GpuModel;
+use super::{Gpu, GpuError, GpuWeights, Kernels};
 use crate::engine::{Backend, EngineError};
 use crate::gguf::GgufFile;
 use crate::model::config::LlamaConfig;
@@ -104,20 +104,6 @@ impl GpuBackend {
     }
 }
 
-/// The GPU sampler's settings for these parameters. The penalty window is capped at the GPU
-/// ring's [`REPEAT_WINDOW`] tokens.
-pub fn sample_config(p: &SamplingParams) -> SampleConfig {
-    SampleConfig {
-        temperature: p.temperature,
-        top_k: p.top_k.min(u32::MAX as usize) as u32,
-        top_p: p.top_p,
-        min_p: p.min_p,
-        repeat_penalty: p.repeat_penalty,
-        repeat_last_n: p.repeat_last_n.min(REPEAT_WINDOW as usize) as u32,
-        seed: (p.seed ^ (p.seed >> 32)) as u32,
-    }
-}
-
 impl Backend for GpuBackend {
     fn config(&self) -> &LlamaConfig {
         &self.model.config
@@ -143,7 +129,7 @@ impl Backend for GpuBackend {
         self.check_input(tokens)?;
         if tokens.len() > 1 || self.synced.as_ref() != Some(&sampler.params) {
             let history: Vec<u32> = sampler.recent().collect();
-            self.model.set_sampling(&sample_config(&sampler.params), &history)?;
+            self.model.set_sampling(&sampler.params, &history)?;
             self.synced = Some(sampler.params.clone());
         }
         Ok(self.model.next_token(tokens).await?)

@@ -25,7 +25,7 @@ pub use buffers::{GpuBuffer, Step, StepUniform};
 pub use device::{Gpu, GpuOptions, GpuReport, Tuning};
 pub use kernels::{Kernels, Op};
 pub use ops::attention::{KvCache, Rope};
-pub use ops::sample::{SampleConfig, Sampler};
+pub use ops::sample::Sampler;
 pub use weights::{GpuTensor, GpuWeights};
 
 use crate::model::loader::LoadError;

@@ -10,7 +10,8 @@
 //!   batch graphs that fit and its last token through the decode graph, which gives its logits.
 
 use super::ops::attention::Rope;
-use super::{GpuBuffer, GpuError, GpuWeights, Kernels, KvCache, Op, SampleConfig, Sampler, Step, StepUniform};
+use super::{GpuBuffer, GpuError, GpuWeights, Kernels, KvCache, Op, Sampler, Step, StepUniform};
+use crate::sampling::SamplingParams;
 use crate::gguf::GgufFile;
 use crate::model::config::{LayerNames, LlamaConfig, OUTPUT, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD};
 
@@ -48,7 +49,7 @@ pub struct GpuModel {
     cache: KvCache,
     step: StepUniform,
     sampler: Sampler,
-    sample_config: SampleConfig,
+    sample_config: SamplingParams,
     /// `[max batch]` prompt token ids for prefill graphs.
     ids: GpuBuffer,
     /// `[1]` the token the decode graph embeds, overwritten by the token it samples.
@@ -95,7 +96,7 @@ impl GpuModel {
         };
         let cache = KvCache::new(&gpu, c.n_layers, c.n_kv_heads as u64, c.head_dim as u64, context)?;
         let step = StepUniform::new(&gpu);
-        let sample_config = SampleConfig::greedy();
+        let sample_config = SamplingParams::greedy();
         let sampler = Sampler::new(&gpu, vocab, REPEAT_WINDOW, &sample_config)?;
         let ids = GpuBuffer::new(&gpu, n_max, "prompt ids")?;
         let next_token = GpuBuffer::new(&gpu, 1, "next token")?;
@@ -169,7 +170,7 @@ impl GpuModel {
 
     /// Use these sampling settings and this history (prompt and earlier replies) for the
     /// repetition penalty from the next step on.
-    pub fn set_sampling(&mut self, config: &SampleConfig, history: &[u32]) -> Result<(), GpuError> {
+    pub fn set_sampling(&mut self, config: &SamplingParams, history: &[u32]) -> Result<(), GpuError> {
         if *config != self.sample_config {
             self.sampler.set_config(&self.kernels.gpu, config);
             self.sample_config = config.clone();

@@ -5,36 +5,7 @@
 use super::check_len;
 use crate::gpu::kernels::Shader;
 use crate::gpu::{ensure, Gpu, GpuBuffer, GpuError, Kernels, Op, StepUniform};
-
-/// Sampling settings. `temperature <= 0` (or `top_k == 1`) is greedy.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SampleConfig {
-    pub temperature: f32,
-    /// Keep the k most likely tokens (0: off).
-    pub top_k: u32,
-    /// Keep the most likely tokens until their mass reaches top_p (1: off).
-    pub top_p: f32,
-    /// Drop tokens less likely than min_p times the most likely one (0: off).
-    pub min_p: f32,
-    /// Divide positive (multiply negative) logits of recent tokens by this (1: off).
-    pub repeat_penalty: f32,
-    /// How many recent tokens the penalty looks at (at most the sampler's ring, [`Sampler::window`]).
-    pub repeat_last_n: u32,
-    pub seed: u32,
-}
-
-impl Default for SampleConfig {
-    /// llama.cpp's defaults, without the repetition penalty.
-    fn default() -> Self {
-        Self { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 }
-    }
-}
-
-impl SampleConfig {
-    pub fn greedy() -> Self {
-        Self { temperature: 0.0, ..Self::default() }
-    }
-}
+use crate::sampling::SamplingParams;
 
 /// WGSL `sample.wgsl::Params`.
 #[repr(C)]
@@ -64,7 +35,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(gpu: &Gpu, vocab: u64, window: u64, config: &SampleConfig) -> Result<Self, GpuError> {
+    pub fn new(gpu: &Gpu, vocab: u64, window: u64, config: &SamplingParams) -> Result<Self, GpuError> {
         ensure(vocab >= 1 && vocab <= u32::MAX as u64 && window < u32::MAX as u64, "sampler", || format!("vocab {vocab}, window {window}"))?;
         let params = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sampler params"),
@@ -77,17 +48,19 @@ impl Sampler {
         Ok(s)
     }
 
-    pub fn set_config(&self, gpu: &Gpu, c: &SampleConfig) {
+    /// Use the CPU sampler's settings (the same algorithm, see `crate::sampling`). The penalty
+    /// window is capped at this sampler's ring; the 64-bit seed is folded to the shader's 32.
+    pub fn set_config(&self, gpu: &Gpu, c: &SamplingParams) {
         let p = SampleParams {
             vocab: self.vocab as u32,
-            top_k: c.top_k,
+            top_k: c.top_k.min(u32::MAX as usize) as u32,
             window: self.window as u32,
-            seed: c.seed,
+            seed: (c.seed ^ (c.seed >> 32)) as u32,
             temperature: c.temperature,
             top_p: c.top_p,
             min_p: c.min_p,
             rep_penalty: c.repeat_penalty,
-            last_n: c.repeat_last_n,
+            last_n: c.repeat_last_n.min(self.window as usize) as u32,
             _pad: [0; 3],
         };
         gpu.queue.write_buffer(&self.params, 0, bytemuck::bytes_of(&p));
