@@ -80,8 +80,7 @@ impl GpuBackend {
         context: Option<u64>,
         mut on_progress: impl FnMut(LoadPhase, u64, u64),
     ) -> Result<Self, EngineError> {
-        use crate::model::loader::{read_header, CHUNK_BYTES};
-        use std::io::Read;
+        use crate::model::loader::{for_each_chunk, read_header, CHUNK_BYTES};
         let io = |e: std::io::Error| EngineError::Backend(format!("{}: {e}", path.display()));
         let mut f = std::fs::File::open(path).map_err(io)?;
         let len = f.metadata().map_err(io)?.len();
@@ -92,13 +91,11 @@ impl GpuBackend {
         let mut loader = pollster::block_on(GpuLoader::new(gpu, header))?;
         loader.push(&head)?;
         drop(head);
-        let mut chunk = vec![0u8; CHUNK_BYTES];
-        while loader.position() < len {
-            let n = ((len - loader.position()) as usize).min(CHUNK_BYTES);
-            f.read_exact(&mut chunk[..n]).map_err(io)?;
-            loader.push(&chunk[..n])?;
+        for_each_chunk(&mut f, loader.position(), len, CHUNK_BYTES, |bytes| {
+            loader.push(bytes)?;
             on_progress(LoadPhase::Uploading, loader.position(), len);
-        }
+            Ok::<_, GpuError>(())
+        })?;
         on_progress(LoadPhase::Compiling, len, len);
         Ok(pollster::block_on(loader.finish(context))?)
     }

@@ -130,22 +130,55 @@ pub fn stream_file<S: TensorSink>(
     file_len: u64,
     chunk: usize,
     sink: &mut S,
-    mut on_progress: impl FnMut(u64, u64),
+    on_progress: impl FnMut(u64, u64),
 ) -> Result<GgufFile, S::Error> {
     let (file, head) = read_header(reader, file_len)?;
+    stream_after_header(reader, file, head, chunk, sink, on_progress)
+}
+
+/// Continue [`read_header`]: route the header's bytes, then the rest of the file, into `sink`.
+/// Callers that check the header first (is this a model we can run?) read it only once.
+pub fn stream_after_header<S: TensorSink>(
+    reader: &mut impl Read,
+    file: GgufFile,
+    head: Vec<u8>,
+    chunk: usize,
+    sink: &mut S,
+    mut on_progress: impl FnMut(u64, u64),
+) -> Result<GgufFile, S::Error> {
+    let file_len = file.file_len;
     let mut router = StreamRouter::new(&file);
     router.push(&head, sink)?;
+    let start = head.len() as u64;
     drop(head);
-    let mut buf = Vec::with_capacity(chunk);
-    while router.position() < file_len {
-        let want = (file_len - router.position()).min(chunk as u64);
-        buf.clear();
-        fill_to(reader, &mut buf, want, file_len).map_err(S::Error::from)?;
-        router.push(&buf, sink)?;
+    for_each_chunk(reader, start, file_len, chunk, |bytes| -> Result<(), S::Error> {
+        router.push(bytes, sink)?;
         on_progress(router.position(), file_len);
-    }
+        Ok(())
+    })?;
     router.finish()?;
     Ok(file)
+}
+
+/// Read `reader` from file offset `from` to `file_len` in chunks of at most `chunk` bytes,
+/// reusing one buffer, and hand each chunk to `each` in order.
+pub fn for_each_chunk<E: From<LoadError>>(
+    reader: &mut impl Read,
+    from: u64,
+    file_len: u64,
+    chunk: usize,
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut buf = Vec::with_capacity(chunk);
+    let mut pos = from;
+    while pos < file_len {
+        let want = (file_len - pos).min(chunk as u64);
+        buf.clear();
+        fill_to(reader, &mut buf, want, file_len)?;
+        each(&buf)?;
+        pos += want;
+    }
+    Ok(())
 }
 
 /// The process's peak resident memory (`VmHWM` in /proc/self/status), where the OS reports it

@@ -122,12 +122,11 @@ impl ReferenceModel {
         let io = |e: std::io::Error| ModelError::from(LoadError::Io(format!("{}: {e}", path.display())));
         let mut f = std::fs::File::open(path).map_err(io)?;
         let len = f.metadata().map_err(io)?.len();
-        let (header, _) = loader::read_header(&mut f, len)?;
+        let (header, head) = loader::read_header(&mut f, len)?;
         // Check the config before reading gigabytes of weights.
         LlamaConfig::from_gguf(&header)?;
-        let mut f = std::fs::File::open(path).map_err(io)?;
         let mut sink = MemorySink::new(&header);
-        let file = loader::stream_file(&mut f, len, loader::CHUNK_BYTES, &mut sink, |_, _| {})?;
+        let file = loader::stream_after_header(&mut f, header, head, loader::CHUNK_BYTES, &mut sink, |_, _| {})?;
         Ok((Self::from_tensors(&file, sink.tensors)?, file))
     }
 
